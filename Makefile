@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AXOLOTL_DO_NOT_TRACK := 1
+
+.PHONY: install demo test test-fast clean
+
+# torch first, pinned: a CPU build from local disk here; letting Axolotl pull torch
+# would fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mathpal demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -v -rA --durations=15
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf .mathpal data outputs reports

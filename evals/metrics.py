@@ -1,0 +1,118 @@
+"""Per-answer quality metrics and their aggregation (formulas in docs/metrics.md).
+
+Each metric is a number in [0, 1] per problem, so a model's score is a plain
+mean and two models can be compared problem by problem.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from statistics import mean
+from typing import Any
+
+from evals.answers import answers_match, extract_final_answer, parse_number
+
+METRICS = ("accuracy", "relevance", "completeness", "clarity")
+
+# A number as written in Vietnamese or English notation: 1.200.000 / 12,5 / 3.5 / 3/4.
+_NUMBER_RE = re.compile(r"-?\d+(?:[.,\s]\d{3})*(?:[.,]\d+)?(?:\s*/\s*\d+)?")
+_RESULT_RE = re.compile(r"=\s*(-?\d[\d.,\s/]*)")
+_FINAL_LINE_RE = re.compile(r"(Đáp số|Đáp án)\s*\**\s*[:：]", re.IGNORECASE)
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number in ``text``, read in Vietnamese notation."""
+    values = []
+    for match in _NUMBER_RE.finditer(text):
+        value = parse_number(match.group(0))
+        if value is not None:
+            values.append(value)
+    return values
+
+
+def reference_results(reference: str, gold_answer: str) -> list[float]:
+    """The reference's intermediate results: the number after each ``=``, plus the final answer."""
+    results = [v for m in _RESULT_RE.finditer(reference) if (v := parse_number(m.group(1))) is not None]
+    final = parse_number(gold_answer)
+    if final is not None:
+        results.append(final)
+    return list(dict.fromkeys(results))
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1e-9)
+
+
+def completeness(response: str, reference: str, gold_answer: str) -> float:
+    """Share of the reference's intermediate results that also appear in the response."""
+    wanted = reference_results(reference, gold_answer)
+    if not wanted:
+        return 0.0
+    found = numbers_in(response)
+    return sum(any(_close(w, f) for f in found) for w in wanted) / len(wanted)
+
+
+def relevance(response: str, reference: str) -> float:
+    """chrF (character n-gram F-score, sacrebleu) of the response against the reference, in [0, 1]."""
+    if not response.strip():
+        return 0.0
+    from sacrebleu.metrics import CHRF
+
+    return CHRF().sentence_score(response, [reference]).score / 100.0
+
+
+def has_repetition_loop(response: str) -> bool:
+    """True when the text repeats itself: a line three times, or few distinct word 4-grams."""
+    lines = [line.strip() for line in response.splitlines() if len(line.strip()) >= 10]
+    if any(count >= 3 for count in Counter(lines).values()):
+        return True
+    words = response.split()
+    if len(words) < 40:
+        return False
+    grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+    return len(set(grams)) / len(grams) < 0.5
+
+
+def clarity_checks(response: str, hit_limit: bool) -> dict[str, bool]:
+    """The four properties a clear solution has."""
+    lines = [line for line in response.splitlines() if line.strip()]
+    return {
+        "has_steps": len(lines) >= 3,
+        "has_final_answer_line": bool(_FINAL_LINE_RE.search(response)),
+        "no_repetition_loop": not has_repetition_loop(response),
+        "not_cut_off": not hit_limit,
+    }
+
+
+def score_answer(response: str, gold_answer: str, reference: str, hit_limit: bool = False) -> dict[str, Any]:
+    """Everything we know about one response: extracted answer, correctness and each metric."""
+    extracted = extract_final_answer(response)
+    checks = clarity_checks(response, hit_limit)
+    correct = bool(response.strip()) and answers_match(extracted, gold_answer)
+    return {
+        "extracted_answer": extracted,
+        "correct": correct,
+        "accuracy": 1.0 if correct else 0.0,
+        "relevance": round(relevance(response, reference), 6),
+        "completeness": round(completeness(response, reference, gold_answer), 6),
+        "clarity": sum(checks.values()) / len(checks),
+        "clarity_checks": checks,
+    }
+
+
+def aggregate(scores: list[dict[str, Any]], groups: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """Mean of each metric, overall and per value of each grouping key (grade, topic)."""
+    summary: dict[str, Any] = {"n": len(scores)}
+    summary.update({m: round(mean(s[m] for s in scores), 6) if scores else 0.0 for m in METRICS})
+    if groups:
+        for key in sorted({k for g in groups for k in g}):
+            buckets: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for score, group in zip(scores, groups):
+                if group.get(key):
+                    buckets[group[key]].append(score)
+            summary[f"by_{key}"] = {
+                value: {"n": len(items), **{m: round(mean(s[m] for s in items), 6) for m in METRICS}}
+                for value, items in sorted(buckets.items())
+            }
+    return summary

@@ -1,0 +1,355 @@
+"""``mathpal``: a thin command line over the recipe repository.
+
+Each command is one stage of the pipeline; the work itself lives in ``dataprep``,
+``training`` and ``evals``, and training is Axolotl's, launched with
+``accelerate launch -m axolotl.cli.train``. Errors the user can fix are printed
+as one line starting with ``error:`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Axolotl sends telemetry unless told not to; set before anything imports it.
+os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
+from training.tiny_model import DEFAULT_TINY_MODEL_DIR
+
+app = typer.Typer(
+    help="MathPal Train: fine-tune Gemma-3n into a Vietnamese math tutor with Axolotl recipes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_DATA_DIR = Path("data")
+DEEPSPEED_PRESETS = {
+    "zero1": Path("deepspeed_configs/zero1.json"),
+    "zero2": Path("deepspeed_configs/zero2.json"),
+    "zero3": Path("deepspeed_configs/zero3_bf16.json"),
+}
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a one-line error and return the exit to raise (status 2, like a usage error)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@app.command("seed-qdrant")
+def seed_qdrant(
+    qdrant_path: Annotated[Path, typer.Option(help="Folder of the embedded Qdrant store.")] = DEFAULT_QDRANT_PATH,
+    qdrant_url: Annotated[Optional[str], typer.Option(help="Qdrant server URL (key from QDRANT_API_KEY).")] = None,
+    collection: Annotated[str, typer.Option(help="Collection to (re)create.")] = DEFAULT_COLLECTION,
+    problems: Annotated[int, typer.Option(min=1, help="Number of distinct sample problems.")] = 1200,
+    seed: Annotated[int, typer.Option(help="Seed of the sample corpus generator.")] = 5,
+) -> None:
+    """Load the bundled sample corpus into Qdrant as MathPal feature-pipeline points."""
+    from dataprep.qdrant_source import open_client, recreate_collection, upsert_payloads
+    from dataprep.sample_payloads import point_id, point_vector, sample_points
+
+    points = sample_points(problems, seed)
+    client = open_client(qdrant_path, qdrant_url)
+    try:
+        vectors = [point_vector(p) for p in points]
+        recreate_collection(client, collection, len(vectors[0]))
+        upsert_payloads(client, collection, [point_id(p) for p in points], points, vectors)
+    finally:
+        client.close()
+    entries = len({p["entry_id"] for p in points})
+    where = qdrant_url or qdrant_path
+    console.print(f"Seeded {len(points)} points ({entries} entries) into '{collection}' at {where}")
+
+
+@app.command("prepare-data")
+def prepare_data(
+    collection: Annotated[str, typer.Option(help="Qdrant collection to export.")] = DEFAULT_COLLECTION,
+    qdrant_path: Annotated[Path, typer.Option(help="Folder of the embedded Qdrant store.")] = DEFAULT_QDRANT_PATH,
+    qdrant_url: Annotated[Optional[str], typer.Option(help="Qdrant server URL (key from QDRANT_API_KEY).")] = None,
+    type_: Annotated[list[str], typer.Option("--type", help="Keep points of this payload type.")] = ["exam"],
+    grade: Annotated[Optional[list[str]], typer.Option(help="Keep this grade_id (repeatable); default all.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder for the splits and manifest.")] = DEFAULT_DATA_DIR,
+    val_fraction: Annotated[float, typer.Option(help="Share of problems for validation.")] = 0.05,
+    test_fraction: Annotated[float, typer.Option(help="Share of problems for test.")] = 0.05,
+    system_prompt_file: Annotated[Optional[Path], typer.Option(help="File with the system prompt to use.")] = None,
+) -> None:
+    """Export a Qdrant collection to chat JSONL train/validation/test splits and a manifest."""
+    from dataprep.export import DEFAULT_SYSTEM_PROMPT, build_splits, write_export
+    from dataprep.qdrant_source import describe_source, open_client, scroll_payloads
+
+    system_prompt = DEFAULT_SYSTEM_PROMPT
+    if system_prompt_file is not None:
+        if not system_prompt_file.is_file():
+            raise fail(f"--system-prompt-file {system_prompt_file} does not exist: pass a text file")
+        system_prompt = system_prompt_file.read_text(encoding="utf-8").strip()
+    if qdrant_url is None and not qdrant_path.exists():
+        raise fail(f"Qdrant store {qdrant_path} does not exist: run `mathpal seed-qdrant` or pass --qdrant-path/--qdrant-url")
+    client = open_client(qdrant_path, qdrant_url)
+    try:
+        if not client.collection_exists(collection):
+            raise fail(f"collection '{collection}' not found in {describe_source(qdrant_path, qdrant_url)}: "
+                       "check --collection or run `mathpal seed-qdrant`")
+        try:
+            result = build_splits(
+                scroll_payloads(client, collection),
+                types=set(type_) if type_ else None,
+                grades=set(grade) if grade else None,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                system_prompt=system_prompt,
+            )
+        except ValueError as err:
+            raise fail(str(err)) from None
+    finally:
+        client.close()
+    source = {
+        "collection": collection,
+        "qdrant": describe_source(qdrant_path, qdrant_url),
+        "filters": {"type": sorted(type_ or []), "grade_id": sorted(grade or [])},
+    }
+    manifest = write_export(result, out, source)
+    counts = manifest["counts"]
+    console.print(
+        f"Wrote {out}/: train {counts['splits']['train']}, validation {counts['splits']['validation']}, "
+        f"test {counts['splits']['test']} (kept {counts['kept']} of {counts['entries']} entries; "
+        f"{counts['duplicates']} duplicates, rejected {sum(counts['rejected'].values())})"
+    )
+
+
+# --------------------------------------------------------------------------- model
+
+
+def corpus_texts(data_dir: Path) -> list[str]:
+    """Every message of the training split: the text the tiny tokenizer is trained on."""
+    train = data_dir / "train.jsonl"
+    if not train.is_file():
+        raise fail(f"{train} does not exist: run `mathpal prepare-data` first")
+    texts = []
+    for line in train.read_text(encoding="utf-8").splitlines():
+        texts.extend(m["content"] for m in json.loads(line)["messages"])
+    return texts
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out: Annotated[Path, typer.Option(help="Folder to write the checkpoint to.")] = DEFAULT_TINY_MODEL_DIR,
+    data: Annotated[Path, typer.Option(help="Prepared data folder (tokenizer corpus).")] = DEFAULT_DATA_DIR,
+    vocab_size: Annotated[int, typer.Option(min=256, help="Tokenizer vocabulary size.")] = 2048,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Build a tiny random-weight Gemma-3n with a tokenizer trained on the data (for CPU runs)."""
+    from training.tiny_model import write_tiny_model
+
+    path = write_tiny_model(corpus_texts(data), out, vocab_size=vocab_size, seed=seed)
+    console.print(f"Tiny Gemma-3n written to {path}")
+
+
+# --------------------------------------------------------------------------- train
+
+
+def prepare_launch(
+    recipe: Path,
+    num_gpus: Optional[int],
+    deepspeed: Optional[str],
+    max_steps: Optional[int],
+    learning_rate: Optional[float],
+    sets: list[str],
+) -> tuple[list[str], Path, dict]:
+    """Resolve the recipe with overrides, write it into output_dir and build the launch argv."""
+    from training.launcher import build_launch_argv, load_recipe, parse_set, resolve_recipe, write_resolved_recipe
+
+    try:
+        base = load_recipe(recipe)
+        flags = parse_set(sets)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    if deepspeed:
+        ds_path = DEEPSPEED_PRESETS.get(deepspeed, Path(deepspeed))
+        if not ds_path.is_file():
+            raise fail(f"--deepspeed {deepspeed}: {ds_path} not found; use zero1, zero2, zero3 or a JSON file")
+        flags.append(("deepspeed", str(ds_path)))
+    if max_steps is not None:
+        flags.append(("max_steps", max_steps))
+    if learning_rate is not None:
+        flags.append(("learning_rate", learning_rate))
+    resolved, applied = resolve_recipe(base, dict(os.environ), flags)
+    for key, value, source in applied:
+        console.print(f"override {key} = {value!r} (from {source})", highlight=False)
+    if "output_dir" not in resolved:
+        raise fail(f"recipe {recipe} has no output_dir: add one so checkpoints have a home")
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    processes = num_gpus or (torch.cuda.device_count() if cuda else 1)
+    if not cuda and processes > 1:
+        raise fail(f"--num-gpus {processes} asked for, but no GPU is visible: drop --num-gpus to train on the CPU")
+    resolved_path = write_resolved_recipe(resolved, Path(resolved["output_dir"]))
+    return build_launch_argv(resolved_path, processes, cpu=not cuda), resolved_path, resolved
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Axolotl recipe, e.g. recipes/production.yml.")],
+    num_gpus: Annotated[Optional[int], typer.Option(min=1, help="Processes/GPUs (default: all visible).")] = None,
+    deepspeed: Annotated[Optional[str], typer.Option(help="zero1, zero2, zero3 or a DeepSpeed JSON file.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Override max_steps.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Override learning_rate.")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override any recipe key: key=value (repeatable).")] = [],
+    dry_run: Annotated[bool, typer.Option(help="Print the command and resolved recipe path only.")] = False,
+) -> None:
+    """Train with Axolotl: resolve overrides, then exec `accelerate launch -m axolotl.cli.train`."""
+    from training.launcher import launch_env
+
+    argv, resolved_path, _ = prepare_launch(recipe, num_gpus, deepspeed, max_steps, learning_rate, set_)
+    console.print(f"resolved recipe: {resolved_path}", highlight=False)
+    console.print(" ".join(argv), highlight=False, soft_wrap=True)
+    if dry_run:
+        return
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, launch_env())
+
+
+def eval_loss_history(output_dir: Path) -> list[tuple[float, float]]:
+    """(epoch, eval_loss) pairs that the trainer logged to ``output_dir/debug.log``, in order."""
+    log = output_dir / "debug.log"
+    if not log.is_file():
+        return []
+    found = _EVAL_LOSS_RE.findall(log.read_text(encoding="utf-8", errors="replace"))
+    return [(float(epoch), float(loss)) for loss, epoch in found]
+
+
+_EVAL_LOSS_RE = re.compile(r"\{'eval_loss': '?([-\d.e]+)'?.*?'epoch': '?([\d.e-]+)'?\}")
+
+
+# --------------------------------------------------------------------------- eval
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Option(help="Base model folder or hub id.")] = str(DEFAULT_TINY_MODEL_DIR),
+    adapter: Annotated[Optional[Path], typer.Option(help="LoRA adapter folder (a recipe's output_dir).")] = None,
+    baseline: Annotated[bool, typer.Option(help="Also evaluate the base model without the adapter.")] = False,
+    data: Annotated[Path, typer.Option(help="Prepared JSONL split.")] = DEFAULT_DATA_DIR / "test.jsonl",
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N problems.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generate call.")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 256,
+    report_dir: Annotated[Optional[Path], typer.Option(help="Report folder (default reports/<run>).")] = None,
+    no_comet: Annotated[bool, typer.Option("--no-comet", help="Do not log to CometML.")] = False,
+) -> None:
+    """Answer a test split, grade the final answers and write a report (and a CometML log)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from evals.evaluate import EvalSettings, run_eval
+    from evals.metrics import METRICS
+
+    if not data.is_file():
+        raise fail(f"{data} does not exist: run `mathpal prepare-data` first")
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        raise fail(f"--adapter {adapter} has no adapter_config.json: pass the output_dir of a finished LoRA run")
+    if Path(model).exists() is False and "/" not in model:
+        raise fail(f"--model {model} is neither a folder nor a hub id: run `mathpal tiny-model` or pass org/name")
+    settings = EvalSettings(
+        model=model, data=data, adapter=str(adapter) if adapter else None, baseline=baseline, limit=limit,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, report_dir=report_dir, comet=not no_comet,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            path, metrics = run_eval(settings, progress)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    table = Table(title=f"eval {metrics['run']} ({metrics['n']} problems)")
+    table.add_column("model")
+    for name in METRICS:
+        table.add_column(name, justify="right")
+    table.add_column("problems/s", justify="right")
+    for name, summary in metrics["models"].items():
+        table.add_row(name, *(f"{summary[m]:.3f}" for m in METRICS), f"{metrics['generation']['problems_per_s'][name]:.2f}")
+    console.print(table)
+    console.print(f"report: {path}", highlight=False)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps (default: the recipe's).")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only N test problems.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each eval answer.")] = 160,
+    recipe: Annotated[Path, typer.Option(help="CPU recipe to train.")] = Path("recipes/smoke.yml"),
+) -> None:
+    """Run the whole pipeline on a CPU: seed Qdrant, prepare data, tiny model, train, eval."""
+    from training.launcher import launch_env
+
+    timings: list[tuple[str, float]] = []
+
+    def stage(name: str, fn, *args, **kwargs):
+        console.rule(f"[bold]{name}")
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        timings.append((name, time.perf_counter() - started))
+        return result
+
+    stage("seed-qdrant", seed_qdrant)
+    stage("prepare-data", prepare_data)
+    stage("tiny-model", tiny_model)
+
+    def run_training() -> Path:
+        argv, _, resolved = prepare_launch(recipe, None, None, max_steps, None, [])
+        console.print(" ".join(argv), highlight=False, soft_wrap=True)
+        completed = subprocess.run(argv, env=launch_env(), check=False)
+        if completed.returncode != 0:
+            raise fail(f"training exited with status {completed.returncode}: see the Axolotl log above")
+        return Path(resolved["output_dir"])
+
+    output_dir = stage("train", run_training)
+    losses = eval_loss_history(output_dir)
+    report_dir = Path("reports") / "demo"
+    stage(
+        "eval",
+        eval_,
+        adapter=output_dir,
+        baseline=True,
+        limit=eval_limit,
+        max_new_tokens=max_new_tokens,
+        report_dir=report_dir,
+    )
+
+    table = Table(title="mathpal demo")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for name, seconds in timings:
+        table.add_row(name, f"{seconds:.1f}")
+    table.add_row("total", f"{sum(s for _, s in timings):.1f}")
+    console.print(table)
+    if losses:
+        console.print(f"eval loss: start {losses[0][1]:.4f} → end {losses[-1][1]:.4f} ({len(losses)} evaluations)")
+    console.print(f"adapter: {output_dir}   report: {report_dir}/report.md", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
