@@ -23,13 +23,17 @@ def staged_dir(target: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
-        if target.exists():
-            retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, retired)
+        if not target.exists():
             os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
+            return
+        retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, retired)
+        try:
             os.replace(staging, target)
+        except BaseException:
+            os.replace(retired, target)  # put the previous version back
+            raise
+        shutil.rmtree(retired, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -39,11 +43,14 @@ def write_text_atomic(target: Path, text: str) -> Path:
     """Write ``text`` to ``target`` through a temporary file in the same folder."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".{target.name}.", delete=False, encoding="utf-8") as fh:
-        fh.write(text)
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
-        os.replace(fh.name, target)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, target)
     except BaseException:
-        os.unlink(fh.name)
+        if os.path.exists(temp):
+            os.unlink(temp)
         raise
     return target

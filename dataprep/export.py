@@ -116,8 +116,8 @@ def build_splits(
 
 
 def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
-    """Rows as UTF-8 JSON lines with a fixed key order, so equal data gives equal bytes."""
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    """Rows as UTF-8 JSON lines with sorted keys, so equal data gives equal bytes."""
+    return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows).encode("utf-8")
 
 
 def write_export(result: ExportResult, out_dir: Path, source: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ SOLUTION_MARK = "#### SOLUTION:"
 # a digit) are more likely chance than the chunker's overlap.
 MIN_CHUNK_OVERLAP = 8
 
-_TAG_RE = re.compile(r"<[^>]+>")
+# A tag starts with a letter (or /letter): "3/4 < 5/6 và 7/8 > 2/3" is mathematics, not HTML.
+_TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
 _BREAK_TAG_RE = re.compile(r"<\s*(br|/p|/div|/li)\s*/?\s*>", re.IGNORECASE)
 _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u3000]+")
 _FINAL_ANSWER_RE = re.compile(r"(?:Đáp số|Đáp án)\s*[:：]\s*(.+)", re.IGNORECASE)
@@ -79,7 +80,7 @@ def normalise_question(question: str) -> str:
 
 def chunk_index(chunk_id: str) -> int:
     """Numeric position of a chunk from its ``<entry_id>_<i>`` id (so chunk 10 sorts after 9)."""
-    match = _CHUNK_SUFFIX_RE.search(chunk_id)
+    match = _CHUNK_SUFFIX_RE.search(chunk_id) if isinstance(chunk_id, str) else None
     if match is None:
         raise ValueError(f"chunk_id {chunk_id!r} has no numeric _<i> suffix")
     return int(match.group(1))

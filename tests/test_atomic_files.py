@@ -1,0 +1,127 @@
+"""Tests for atomic_files: staged folders and atomic text files never leave half-written output."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import atomic_files
+from atomic_files import staged_dir, write_text_atomic
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+# --------------------------------------------------------------------------- staged_dir
+
+
+def test_staged_dir_creates_target_on_success(tmp_path):
+    target = tmp_path / "parent" / "out"
+    with staged_dir(target) as staging:
+        assert staging.parent == target.parent
+        assert staging != target and list(staging.iterdir()) == []
+        assert not target.exists()  # nothing visible until the block succeeds
+        (staging / "a.txt").write_text("mới", encoding="utf-8")
+    assert (target / "a.txt").read_text(encoding="utf-8") == "mới"
+    assert [p.name for p in target.parent.iterdir()] == ["out"]
+
+
+def test_staged_dir_replaces_existing_target_wholly(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with staged_dir(target) as staging:
+        assert (target / "old.txt").read_text() == "old"  # old output readable while staging
+        (staging / "new.txt").write_text("new")
+    assert snapshot(target) == {"new.txt": b"new"}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no retired or staging folder
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_staged_dir_error_keeps_previous_target_and_removes_staging(tmp_path, exc):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    with pytest.raises(type(exc)):
+        with staged_dir(target) as staging:
+            (staging / "half.txt").write_text("half")
+            raise exc
+    assert snapshot(target) == {"keep.txt": b"keep"}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_dir_error_without_previous_target_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        with staged_dir(tmp_path / "out") as staging:
+            (staging / "x").write_text("x")
+            raise ValueError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_dir_failed_swap_keeps_previous_target(tmp_path, monkeypatch):
+    # If moving the new folder into place fails (after the old one was moved aside), the
+    # previous output must be put back, not left hidden under ".out.old-<pid>".
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError("rename failed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic_files.os, "replace", replace)
+    with pytest.raises(OSError):
+        with staged_dir(target) as staging:
+            (staging / "new.txt").write_text("new")
+    assert len(calls) == 3 and calls[2][1] == target  # the third rename puts the old folder back
+    assert target.is_dir() and snapshot(target) == {"keep.txt": b"keep"}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+# --------------------------------------------------------------------------- write_text_atomic
+
+
+def test_write_text_atomic_writes_utf8_and_creates_parents(tmp_path):
+    target = tmp_path / "a" / "b" / "report.md"
+    assert write_text_atomic(target, "Đáp số: 60 cm²\n") == target
+    assert target.read_bytes() == "Đáp số: 60 cm²\n".encode("utf-8")
+    assert [p.name for p in target.parent.iterdir()] == ["report.md"]
+
+
+def test_write_text_atomic_overwrites_without_leftovers(tmp_path):
+    target = tmp_path / "recipe.yml"
+    target.write_text("old: 1\n")
+    write_text_atomic(target, "new: 2\n")
+    assert target.read_text() == "new: 2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["recipe.yml"]
+
+
+def test_write_text_atomic_failed_rename_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
+    target = tmp_path / "recipe.yml"
+    target.write_text("old: 1\n")
+
+    def fail(src, dst):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(atomic_files.os, "replace", fail)
+    with pytest.raises(OSError):
+        write_text_atomic(target, "new: 2\n")
+    assert target.read_text() == "old: 1\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["recipe.yml"]
+
+
+def test_write_text_atomic_failed_write_keeps_old_file_and_removes_temp(tmp_path):
+    # A write that fails midway (here: text that cannot be encoded, as with a disk-full
+    # error) must leave the old file and no ".recipe.yml.*" temporary behind.
+    target = tmp_path / "recipe.yml"
+    target.write_text("old: 1\n")
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(target, "new: 2\n" + "\ud800")
+    assert target.read_text() == "old: 1\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["recipe.yml"]

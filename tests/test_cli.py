@@ -1,0 +1,87 @@
+"""The `mathpal` command line: help, the exact launch command, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import mathpal_cli
+from mathpal_cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "recipes" / "smoke.yml"
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_help_lists_every_command_with_a_description():
+    result = runner.invoke(app, ["--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for command in ["seed-qdrant", "prepare-data", "tiny-model", "train", "eval", "demo"]:
+        line = next(line for line in result.output.splitlines() if f" {command} " in line)
+        assert len(line.split(command, 1)[1].strip(" │")) > 10, line
+
+
+def test_cli_turns_axolotl_telemetry_off():
+    assert os.environ["AXOLOTL_DO_NOT_TRACK"] == "1"
+
+
+def test_train_dry_run_prints_the_command_and_writes_the_resolved_recipe(in_tmp):
+    result = runner.invoke(app, ["train", str(SMOKE), "--max-steps", "3", "--set", "lora_r=4", "--dry-run"],
+                           terminal_width=400)
+    assert result.exit_code == 0, result.output
+    resolved = in_tmp / "outputs" / "smoke" / "recipe.resolved.yml"
+    assert "override max_steps = 3 (from flag)" in result.output
+    assert "override lora_r = 4 (from flag)" in result.output
+    assert f"-m axolotl.cli.train {resolved.relative_to(in_tmp)}" in result.output
+    assert "max_steps: 3" in resolved.read_text() and "lora_r: 4" in resolved.read_text()
+
+
+def test_train_execs_accelerate_with_the_exact_argv(monkeypatch, in_tmp):
+    calls = []
+    monkeypatch.setattr(mathpal_cli.os, "execvpe", lambda file, argv, env: calls.append((file, argv, env)))
+    monkeypatch.setenv("LEARNING_RATE", "5e-4")
+    result = runner.invoke(app, ["train", str(SMOKE)])
+    assert result.exit_code == 0, result.output
+    (file, argv, env), = calls
+    assert argv[0] == file and Path(file).name == "accelerate"
+    assert argv[1:] == ["launch", "--num_processes", "1", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
+                        "--dynamo_backend", "no", "-m", "axolotl.cli.train", "outputs/smoke/recipe.resolved.yml"]
+    assert env["AXOLOTL_DO_NOT_TRACK"] == "1"
+    assert "learning_rate: 0.0005" in (in_tmp / "outputs/smoke/recipe.resolved.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "missing.yml"], "recipe missing.yml does not exist"),
+        (["train", str(SMOKE), "--set", "lora_r"], "--set 'lora_r' is not key=value"),
+        (["train", str(SMOKE), "--num-gpus", "2"], "no GPU is visible"),
+        (["train", str(SMOKE), "--deepspeed", "zero9"], "--deepspeed zero9"),
+        (["prepare-data", "--qdrant-path", "nowhere"], "Qdrant store nowhere does not exist"),
+        (["tiny-model"], "data/train.jsonl does not exist: run `mathpal prepare-data` first"),
+        (["eval", "--data", "nope.jsonl"], "nope.jsonl does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, in_tmp):
+    result = runner.invoke(app, args, terminal_width=400)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.output
+    assert not any(p.name in {"outputs", "data", ".mathpal", "reports"} for p in in_tmp.iterdir())
+
+
+def test_prepare_data_missing_collection_is_one_line_error(in_tmp):
+    runner.invoke(app, ["seed-qdrant", "--problems", "20", "--collection", "other"])
+    result = runner.invoke(app, ["prepare-data", "--collection", "vector_exams"], terminal_width=400)
+    assert result.exit_code == 2
+    assert "collection 'vector_exams' not found" in result.output
+    assert not (in_tmp / "data").exists()
