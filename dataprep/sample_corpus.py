@@ -1300,14 +1300,15 @@ def triangle_area(rng: random.Random) -> Draft:
     return Draft(question, steps, f"{_fmt(area)} {unit}²")
 
 
-_ROUND_THINGS = (("bồn hoa", "m"), ("mặt bàn", "dm"), ("sân khấu", "m"), ("tấm bìa", "cm"), ("miệng giếng", "dm"))
+_ROUND_THINGS = (("bồn hoa", "m"), ("mặt bàn", "dm"), ("sân khấu", "m"), ("tấm bìa", "cm"), ("miệng giếng", "dm"),
+                 ("chiếc gương", "dm"), ("chiếc đĩa", "cm"))
 
 
 @_template("geometry", GRADE_5)
 def circle_area(rng: random.Random) -> Draft:
     """r × r × 3,14 (from the radius or the diameter)."""
     thing, unit = rng.choice(_ROUND_THINGS)
-    radius = Fraction(rng.randint(2, 40), 2)
+    radius = Fraction(rng.randint(2, 60), 2)
     area = radius * radius * PI
     if rng.random() < 0.5:
         question = f"Một {thing} hình tròn có bán kính {_fmt(radius)} {unit}. Tính diện tích {thing} đó."
@@ -1527,25 +1528,33 @@ def meeting_time(rng: random.Random) -> Draft:
     return Draft(question, steps, f"{_fmt(time)} giờ")
 
 
+_CHASED = (("người đi xe đạp", "xe đạp", 10, 18), ("người đi bộ", "người đi bộ", 4, 6))
+_CHASERS = (("người đi xe máy", "xe máy", 28, 50), ("ô tô", "ô tô", 40, 60))
+_DELAYS = (Fraction(1, 2), Fraction(3, 4), 1, Fraction(5, 4), Fraction(3, 2), 2, Fraction(5, 2), 3)
+
+
 @_template("motion", GRADE_6)
 def catching_up(rng: random.Random) -> Draft:
     """Same direction: head start distance : difference of speeds."""
+    (slow_who, slow_name, slow_low, slow_high), (fast_who, fast_name, fast_low, fast_high) = (
+        rng.choice(_CHASED), rng.choice(_CHASERS))
     while True:
-        slow, fast = rng.randint(10, 16), rng.randint(30, 48)
-        delay = rng.choice((Fraction(1, 2), 1, Fraction(3, 2), 2, Fraction(5, 2), 3))
+        slow, fast = rng.randint(slow_low, slow_high), rng.randint(fast_low, fast_high)
+        delay = rng.choice(_DELAYS)
         head = slow * delay
         time = head / (fast - slow)
-        if _places(time) <= 2 and _places(head) <= 1:
+        if _places(time) <= 2 and _places(head) <= 2:
             break
     question = (
-        f"Một người đi xe đạp từ A với vận tốc {slow} km/giờ. Sau {_fmt(delay)} giờ, một người đi xe máy cũng "
-        f"đi từ A đuổi theo với vận tốc {fast} km/giờ. Hỏi kể từ lúc xe máy bắt đầu đi, sau bao lâu thì xe máy "
-        f"đuổi kịp xe đạp?"
+        f"Một {slow_who} đi từ A với vận tốc {slow} km/giờ. Sau {_fmt(delay)} giờ, một {fast_who} cũng "
+        f"đi từ A đuổi theo với vận tốc {fast} km/giờ. Hỏi kể từ lúc {fast_name} bắt đầu đi, sau bao lâu thì "
+        f"{fast_name} đuổi kịp {slow_name}?"
     )
     steps = (
-        "Khi xe máy bắt đầu đi, xe đạp đã đi được:", _calc(f"{slow} × {_fmt(delay)}", _fmt(head), "km"),
-        "Mỗi giờ xe máy đi nhanh hơn xe đạp:", _calc(f"{fast} - {slow}", _fmt(fast - slow), "km"),
-        "Thời gian để xe máy đuổi kịp xe đạp là:", _calc(f"{_fmt(head)} : {fast - slow}", _fmt(time), "giờ"),
+        f"Khi {fast_name} bắt đầu đi, {slow_name} đã đi được:", _calc(f"{slow} × {_fmt(delay)}", _fmt(head), "km"),
+        f"Mỗi giờ {fast_name} đi nhanh hơn {slow_name}:", _calc(f"{fast} - {slow}", _fmt(fast - slow), "km"),
+        f"Thời gian để {fast_name} đuổi kịp {slow_name} là:",
+        _calc(f"{_fmt(head)} : {fast - slow}", _fmt(time), "giờ"),
     )
     return Draft(question, steps, f"{_fmt(time)} giờ")
 
@@ -1850,12 +1859,14 @@ def reinforcements(rng: random.Random) -> Draft:
         f"Hỏi đội đã hoàn thành công trình sớm hơn dự định bao nhiêu ngày? (Năng suất mỗi người như nhau.)"
     )
     steps = (
-        "Nếu không thêm người, đội còn phải làm số ngày là:", _calc(f"{planned} - {done_days}", _fmt(remaining), "ngày"),
+        "Nếu không thêm người, đội còn phải làm số ngày là:",
+        _calc(f"{planned} - {done_days}", _fmt(remaining), "ngày"),
         "Muốn làm xong phần việc còn lại trong 1 ngày thì cần số người là:",
         _calc(f"{people} × {remaining}", _fmt(work), "người"),
         "Số người của đội sau khi bổ sung là:", _calc(f"{people} + {extra}", _fmt(team), "người"),
         "Thời gian làm xong phần việc còn lại là:", _calc(f"{_fmt(work)} : {team}", _fmt(actual), "ngày"),
-        "Đội hoàn thành sớm hơn dự định số ngày là:", _calc(f"{remaining} - {actual}", _fmt(remaining - actual), "ngày"),
+        "Đội hoàn thành sớm hơn dự định số ngày là:",
+        _calc(f"{remaining} - {actual}", _fmt(remaining - actual), "ngày"),
     )
     return Draft(question, steps, f"{_fmt(remaining - actual)} ngày")
 
