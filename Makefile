@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AXOLOTL_DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast train-quick train train-custom clean
 
 # torch first, pinned: a CPU build from local disk here; letting Axolotl pull torch
 # would fetch a multi-GB CUDA build.
@@ -27,6 +27,17 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow"
+
+# GPU training (recipes name the hub model; data from `mathpal prepare-data`).
+train-quick: $(STAMP)
+	$(BIN)/mathpal train recipes/quick_test.yml
+
+train: $(STAMP)
+	$(BIN)/mathpal train recipes/production.yml
+
+train-custom: $(STAMP)
+	@test -n "$(CONFIG)" || { echo "error: pass CONFIG=recipes/your.yml"; exit 2; }
+	$(BIN)/mathpal train $(CONFIG)
 
 clean:
 	rm -rf .mathpal data outputs reports

@@ -15,7 +15,6 @@ os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
 
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -164,68 +163,125 @@ def tiny_model(
 
 # --------------------------------------------------------------------------- train
 
+# `--quick-test`: the seed's quick test, applied over any recipe.
+QUICK_TEST = [("max_steps", 20), ("sequence_len", 1024), ("learning_rate", 1e-4), ("micro_batch_size", 1),
+              ("gradient_accumulation_steps", 2), ("save_steps", 10), ("eval_steps", 10), ("warmup_steps", 5)]
+
+
+def resolve(recipe: Path, sets: list[str], extra: list[tuple[str, object]]) -> dict:
+    """The recipe with environment and flag overrides applied, each override printed."""
+    from training.launcher import load_recipe, parse_set, resolve_recipe
+
+    try:
+        base = load_recipe(recipe)
+        flags = [*extra, *parse_set(sets)]
+    except ValueError as err:
+        raise fail(str(err)) from None
+    resolved, applied = resolve_recipe(base, dict(os.environ), flags)
+    for key, value, source in applied:
+        console.print(f"override {key} = {value!r} (from {source})", highlight=False)
+    return resolved
+
+
+def check_recipe(resolved: dict, recipe: Path, gpus: int):
+    """Run every recipe check; a problem becomes a one-line error (exit 2)."""
+    from training.validate import RecipeError, validate_recipe
+
+    try:
+        return validate_recipe(resolved, recipe, max(gpus, 1))
+    except RecipeError as err:
+        raise fail(str(err)) from None
+
+
+@app.command()
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="Axolotl recipe to check.")],
+    num_gpus: Annotated[int, typer.Option(min=1, help="GPUs the run will use (for the effective batch).")] = 1,
+    set_: Annotated[list[str], typer.Option("--set", help="Override any recipe key: key=value (repeatable).")] = [],
+) -> None:
+    """Check a recipe offline (Axolotl's schema, unknown keys, files, secrets) and summarise the run."""
+    resolved = resolve(recipe, set_, [])
+    summary = check_recipe(resolved, recipe, num_gpus)
+    console.print(f"[green]ok[/] {recipe}")
+    for line in summary.lines():
+        console.print("  " + line, highlight=False)
+
 
 def prepare_launch(
     recipe: Path,
     num_gpus: Optional[int],
     deepspeed: Optional[str],
-    max_steps: Optional[int],
-    learning_rate: Optional[float],
+    flags: list[tuple[str, object]],
     sets: list[str],
+    nodes: tuple[int, Optional[int], Optional[str], Optional[int]] = (1, None, None, None),
 ) -> tuple[list[str], Path, dict]:
-    """Resolve the recipe with overrides, write it into output_dir and build the launch argv."""
-    from training.launcher import build_launch_argv, load_recipe, parse_set, resolve_recipe, write_resolved_recipe
+    """Resolve, validate, write the resolved recipe into output_dir and build the launch argv."""
+    from training.launcher import build_launch_argv, visible_gpus, write_resolved_recipe
 
-    try:
-        base = load_recipe(recipe)
-        flags = parse_set(sets)
-    except ValueError as err:
-        raise fail(str(err)) from None
+    gpus = visible_gpus(dict(os.environ)) if num_gpus is None else num_gpus
+    if gpus > 1 and not deepspeed:
+        deepspeed = "zero2"  # several GPUs and no choice made: ZeRO-2 shards optimizer state and gradients
     if deepspeed:
         ds_path = DEEPSPEED_PRESETS.get(deepspeed, Path(deepspeed))
+        if deepspeed not in DEEPSPEED_PRESETS and ds_path.suffix != ".json":
+            raise fail(f"--deepspeed {deepspeed}: unknown ZeRO stage; use zero1, zero2, zero3 or a JSON file")
         if not ds_path.is_file():
             raise fail(f"--deepspeed {deepspeed}: {ds_path} not found; use zero1, zero2, zero3 or a JSON file")
-        flags.append(("deepspeed", str(ds_path)))
-    if max_steps is not None:
-        flags.append(("max_steps", max_steps))
-    if learning_rate is not None:
-        flags.append(("learning_rate", learning_rate))
-    resolved, applied = resolve_recipe(base, dict(os.environ), flags)
-    for key, value, source in applied:
-        console.print(f"override {key} = {value!r} (from {source})", highlight=False)
+        flags = [("deepspeed", str(ds_path)), *flags]
+    resolved = resolve(recipe, sets, flags)
     if "output_dir" not in resolved:
-        raise fail(f"recipe {recipe} has no output_dir: add one so checkpoints have a home")
-
-    import torch
-
-    cuda = torch.cuda.is_available()
-    processes = num_gpus or (torch.cuda.device_count() if cuda else 1)
-    if not cuda and processes > 1:
-        raise fail(f"--num-gpus {processes} asked for, but no GPU is visible: drop --num-gpus to train on the CPU")
+        raise fail(f"recipe {recipe}: output_dir is missing: add one so checkpoints have a home")
+    num_machines, machine_rank, main_ip, _ = nodes
+    if num_machines > 1 and (machine_rank is None or not main_ip):
+        raise fail(f"--num-machines {num_machines} needs --machine-rank and --main-process-ip")
+    check_recipe(resolved, recipe, gpus)
     resolved_path = write_resolved_recipe(resolved, Path(resolved["output_dir"]))
-    return build_launch_argv(resolved_path, processes, cpu=not cuda), resolved_path, resolved
+    return build_launch_argv(resolved_path, gpus, *nodes), resolved_path, resolved
 
 
 @app.command()
 def train(
     recipe: Annotated[Path, typer.Argument(help="Axolotl recipe, e.g. recipes/production.yml.")],
-    num_gpus: Annotated[Optional[int], typer.Option(min=1, help="Processes/GPUs (default: all visible).")] = None,
-    deepspeed: Annotated[Optional[str], typer.Option(help="zero1, zero2, zero3 or a DeepSpeed JSON file.")] = None,
+    num_gpus: Annotated[Optional[int], typer.Option(min=0, help="GPUs per machine (default: CUDA_VISIBLE_DEVICES or all); 0 = CPU.")] = None,
+    deepspeed: Annotated[Optional[str], typer.Option(help="zero1, zero2, zero3 or a DeepSpeed JSON file (default zero2 on > 1 GPU).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Override max_steps.")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Override learning_rate.")] = None,
+    experiment_name: Annotated[Optional[str], typer.Option(help="CometML experiment name.")] = None,
+    quick_test: Annotated[bool, typer.Option(help="The seed's quick test: 20 steps, sequence 1024, lr 1e-4.")] = False,
+    debug: Annotated[bool, typer.Option(help="Axolotl debug logging (prints tokenised samples).")] = False,
     set_: Annotated[list[str], typer.Option("--set", help="Override any recipe key: key=value (repeatable).")] = [],
-    dry_run: Annotated[bool, typer.Option(help="Print the command and resolved recipe path only.")] = False,
+    num_machines: Annotated[int, typer.Option(min=1, help="Machines (nodes) in the run.")] = 1,
+    machine_rank: Annotated[Optional[int], typer.Option(min=0, help="This machine's rank (several nodes).")] = None,
+    main_process_ip: Annotated[Optional[str], typer.Option(help="Address of rank 0 (several nodes).")] = None,
+    main_process_port: Annotated[Optional[int], typer.Option(help="Port of rank 0 (several nodes).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the command and write the resolved recipe only.")] = False,
 ) -> None:
-    """Train with Axolotl: resolve overrides, then exec `accelerate launch -m axolotl.cli.train`."""
-    from training.launcher import launch_env
+    """Train with Axolotl: validate, apply overrides, then run `accelerate launch -m axolotl.cli.train`."""
+    from training.launcher import comet_env, launch_env, run_logged, visible_gpus
 
-    argv, resolved_path, _ = prepare_launch(recipe, num_gpus, deepspeed, max_steps, learning_rate, set_)
+    if num_gpus and not dry_run and num_gpus > (seen := visible_gpus(dict(os.environ))):
+        raise fail(f"--num-gpus {num_gpus} asked for, but {seen} GPU(s) visible: lower it, or --num-gpus 0 for the CPU")
+    flags: list[tuple[str, object]] = list(QUICK_TEST) if quick_test else []
+    if max_steps is not None:
+        flags.append(("max_steps", max_steps))
+    if learning_rate is not None:
+        flags.append(("learning_rate", learning_rate))
+    if experiment_name:
+        flags.append(("comet_experiment_config", {"name": experiment_name}))
+    nodes = (num_machines, machine_rank, main_process_ip, main_process_port)
+    argv, resolved_path, resolved = prepare_launch(recipe, num_gpus, deepspeed, flags, set_, nodes)
+    env = launch_env()
+    env.update(comet_env(env, Path(resolved["output_dir"])))
+    if debug:
+        env["AXOLOTL_LOG_LEVEL"] = "DEBUG"
+    log_path = Path(resolved["output_dir"]) / "logs" / "training.log"
     console.print(f"resolved recipe: {resolved_path}", highlight=False)
     console.print(" ".join(argv), highlight=False, soft_wrap=True)
     if dry_run:
         return
-    sys.stdout.flush()
-    os.execvpe(argv[0], argv, launch_env())
+    console.print(f"log: {log_path}", highlight=False)
+    code = run_logged(argv, env, log_path)
+    raise typer.Exit(code=code)
 
 
 def eval_loss_history(output_dir: Path) -> list[tuple[float, float]]:
@@ -299,7 +355,7 @@ def demo(
     recipe: Annotated[Path, typer.Option(help="CPU recipe to train.")] = Path("recipes/smoke.yml"),
 ) -> None:
     """Run the whole pipeline on a CPU: seed Qdrant, prepare data, tiny model, train, eval."""
-    from training.launcher import launch_env
+    from training.launcher import comet_env, launch_env, run_logged
 
     timings: list[tuple[str, float]] = []
 
@@ -315,12 +371,16 @@ def demo(
     stage("tiny-model", tiny_model)
 
     def run_training() -> Path:
-        argv, _, resolved = prepare_launch(recipe, None, None, max_steps, None, [])
+        flags = [("max_steps", max_steps)] if max_steps else []
+        argv, _, resolved = prepare_launch(recipe, 0, None, flags, [])
+        output = Path(resolved["output_dir"])
+        env = launch_env()
+        env.update(comet_env(env, output))
         console.print(" ".join(argv), highlight=False, soft_wrap=True)
-        completed = subprocess.run(argv, env=launch_env(), check=False)
-        if completed.returncode != 0:
-            raise fail(f"training exited with status {completed.returncode}: see the Axolotl log above")
-        return Path(resolved["output_dir"])
+        code = run_logged(argv, env, output / "logs" / "training.log")
+        if code != 0:
+            raise fail(f"training exited with status {code}: see the Axolotl log above")
+        return output
 
     output_dir = stage("train", run_training)
     losses = eval_loss_history(output_dir)

@@ -34,29 +34,50 @@ def test_cli_turns_axolotl_telemetry_off():
     assert os.environ["AXOLOTL_DO_NOT_TRACK"] == "1"
 
 
-def test_train_dry_run_prints_the_command_and_writes_the_resolved_recipe(in_tmp):
+@pytest.fixture()
+def smoke_inputs(in_tmp):
+    """What smoke.yml points at: the data splits and a (local) base model folder."""
+    (in_tmp / "data").mkdir()
+    for name in ("train", "validation"):
+        (in_tmp / "data" / f"{name}.jsonl").write_text('{"messages": []}\n')
+    (in_tmp / ".mathpal" / "tiny-gemma3n").mkdir(parents=True)
+    return in_tmp
+
+
+def test_train_dry_run_prints_the_command_and_writes_the_resolved_recipe(smoke_inputs):
     result = runner.invoke(app, ["train", str(SMOKE), "--max-steps", "3", "--set", "lora_r=4", "--dry-run"],
                            terminal_width=400)
     assert result.exit_code == 0, result.output
-    resolved = in_tmp / "outputs" / "smoke" / "recipe.resolved.yml"
+    resolved = smoke_inputs / "outputs" / "smoke" / "recipe.resolved.yml"
     assert "override max_steps = 3 (from flag)" in result.output
     assert "override lora_r = 4 (from flag)" in result.output
-    assert f"-m axolotl.cli.train {resolved.relative_to(in_tmp)}" in result.output
+    assert f"-m axolotl.cli.train {resolved.relative_to(smoke_inputs)}" in result.output
     assert "max_steps: 3" in resolved.read_text() and "lora_r: 4" in resolved.read_text()
 
 
-def test_train_execs_accelerate_with_the_exact_argv(monkeypatch, in_tmp):
+def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(monkeypatch, smoke_inputs):
+    import training.launcher
+
     calls = []
-    monkeypatch.setattr(mathpal_cli.os, "execvpe", lambda file, argv, env: calls.append((file, argv, env)))
+
+    def fake_run(argv, env, log_path):
+        calls.append((argv, env, log_path))
+        return 3
+
+    monkeypatch.setattr(training.launcher, "run_logged", fake_run)
     monkeypatch.setenv("LEARNING_RATE", "5e-4")
-    result = runner.invoke(app, ["train", str(SMOKE)])
-    assert result.exit_code == 0, result.output
-    (file, argv, env), = calls
-    assert argv[0] == file and Path(file).name == "accelerate"
+    monkeypatch.delenv("COMET_API_KEY", raising=False)
+    monkeypatch.delenv("COMET_START_ONLINE", raising=False)
+    result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0"])
+    assert result.exit_code == 3, result.output
+    (argv, env, log_path), = calls
+    assert Path(argv[0]).name == "accelerate"
     assert argv[1:] == ["launch", "--num_processes", "1", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
                         "--dynamo_backend", "no", "-m", "axolotl.cli.train", "outputs/smoke/recipe.resolved.yml"]
     assert env["AXOLOTL_DO_NOT_TRACK"] == "1"
-    assert "learning_rate: 0.0005" in (in_tmp / "outputs/smoke/recipe.resolved.yml").read_text()
+    assert env["COMET_START_ONLINE"] == "0" and env["COMET_OFFLINE_DIRECTORY"] == "outputs/smoke/comet"
+    assert log_path == Path("outputs/smoke/logs/training.log")
+    assert "learning_rate: 0.0005" in (smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text()
 
 
 @pytest.mark.parametrize(
@@ -64,8 +85,9 @@ def test_train_execs_accelerate_with_the_exact_argv(monkeypatch, in_tmp):
     [
         (["train", "missing.yml"], "recipe missing.yml does not exist"),
         (["train", str(SMOKE), "--set", "lora_r"], "--set 'lora_r' is not key=value"),
-        (["train", str(SMOKE), "--num-gpus", "2"], "no GPU is visible"),
-        (["train", str(SMOKE), "--deepspeed", "zero9"], "--deepspeed zero9"),
+        (["train", str(SMOKE), "--num-gpus", "2"], "--num-gpus 2 asked for, but 0 GPU(s) visible"),
+        (["train", str(SMOKE), "--deepspeed", "zero9"], "--deepspeed zero9: unknown ZeRO stage"),
+        (["train", str(SMOKE), "--num-gpus", "0"], "datasets[0].path data/train.jsonl does not exist"),
         (["prepare-data", "--qdrant-path", "nowhere"], "Qdrant store nowhere does not exist"),
         (["tiny-model"], "data/train.jsonl does not exist: run `mathpal prepare-data` first"),
         (["eval", "--data", "nope.jsonl"], "nope.jsonl does not exist"),

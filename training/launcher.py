@@ -111,15 +111,77 @@ def accelerate_executable() -> str:
     return str(sibling) if sibling.exists() else (shutil.which("accelerate") or "accelerate")
 
 
-def build_launch_argv(recipe_path: Path, num_processes: int = 1, cpu: bool = False) -> list[str]:
-    """The ``accelerate launch … -m axolotl.cli.train RECIPE`` argv (a list: no shell involved)."""
-    argv = [accelerate_executable(), "launch", "--num_processes", str(num_processes), "--num_machines", "1"]
-    if cpu:
+def visible_gpus(env: dict[str, str]) -> int:
+    """GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` when set, else what torch sees."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [d for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+        return len(ids)
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def build_launch_argv(
+    recipe_path: Path,
+    gpus: int,
+    num_machines: int = 1,
+    machine_rank: int | None = None,
+    main_process_ip: str | None = None,
+    main_process_port: int | None = None,
+) -> list[str]:
+    """The ``accelerate launch … -m axolotl.cli.train RECIPE`` argv (a list: no shell involved).
+
+    ``gpus`` is per machine; accelerate wants the total number of processes. Zero
+    GPUs means a CPU run.
+    """
+    processes = max(gpus, 1) * num_machines
+    argv = [accelerate_executable(), "launch", "--num_processes", str(processes), "--num_machines", str(num_machines)]
+    if num_machines > 1:
+        argv += ["--machine_rank", str(machine_rank), "--main_process_ip", main_process_ip,
+                 "--main_process_port", str(main_process_port or 29500)]
+    if gpus == 0:
         argv += ["--cpu", "--mixed_precision", "no"]
-    elif num_processes > 1:
+    elif processes > 1:
         argv.append("--multi_gpu")
     argv += ["--dynamo_backend", "no", "-m", "axolotl.cli.train", str(recipe_path)]
     return argv
+
+
+def comet_env(env: dict[str, str], output_dir: Path) -> dict[str, str]:
+    """Comet settings for the job: offline into ``output_dir/comet`` when there is no API key.
+
+    Without a key comet_ml's default (online) makes Axolotl's Comet callback fail
+    at start; an offline archive can be uploaded later with ``comet upload``.
+    """
+    if env.get("COMET_API_KEY") or "COMET_START_ONLINE" in env:
+        return {}
+    return {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": str(Path(output_dir) / "comet")}
+
+
+def run_logged(argv: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Run ``argv``, copying its output to the console and to ``log_path``; return its exit code.
+
+    Ctrl-C and SIGTERM are passed on to the job (accelerate forwards them to the
+    workers), so a stopped run stops cleanly and leaves its last checkpoint.
+    """
+    import signal
+    import subprocess
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        previous = {sig: signal.signal(sig, lambda s, _f: proc.send_signal(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            assert proc.stdout is not None
+            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                log.write(chunk)
+            return proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def launch_env(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -11,38 +11,63 @@ import yaml
 from training.launcher import (
     RESOLVED_RECIPE_NAME,
     build_launch_argv,
+    comet_env,
     launch_env,
     load_recipe,
     parse_set,
     parse_value,
     resolve_recipe,
+    run_logged,
+    visible_gpus,
     write_resolved_recipe,
 )
 
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 
 
-def test_cpu_argv_is_exact():
-    argv = build_launch_argv(Path("out/recipe.resolved.yml"), 1, cpu=True)
-    assert argv == [
-        ACCELERATE, "launch", "--num_processes", "1", "--num_machines", "1",
-        "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "axolotl.cli.train", "out/recipe.resolved.yml",
-    ]
+TAIL = ["--dynamo_backend", "no", "-m", "axolotl.cli.train", "r.yml"]
 
 
-def test_multi_gpu_argv_is_exact():
-    argv = build_launch_argv(Path("r.yml"), 4)
-    assert argv == [
-        ACCELERATE, "launch", "--num_processes", "4", "--num_machines", "1",
-        "--multi_gpu", "--dynamo_backend", "no", "-m", "axolotl.cli.train", "r.yml",
-    ]
+@pytest.mark.parametrize(
+    "gpus, middle",
+    [
+        (0, ["--num_processes", "1", "--num_machines", "1", "--cpu", "--mixed_precision", "no"]),
+        (1, ["--num_processes", "1", "--num_machines", "1"]),
+        (2, ["--num_processes", "2", "--num_machines", "1", "--multi_gpu"]),
+        (8, ["--num_processes", "8", "--num_machines", "1", "--multi_gpu"]),
+    ],
+)
+def test_argv_for_0_1_2_8_gpus(gpus, middle):
+    assert build_launch_argv(Path("r.yml"), gpus) == [ACCELERATE, "launch", *middle, *TAIL]
 
 
-def test_single_gpu_argv_has_no_multi_gpu_flag():
-    argv = build_launch_argv(Path("r.yml"), 1)
-    assert "--multi_gpu" not in argv and "--cpu" not in argv
-    assert argv[-3:] == ["-m", "axolotl.cli.train", "r.yml"]
+def test_argv_for_two_nodes_counts_all_processes():
+    argv = build_launch_argv(Path("r.yml"), 8, num_machines=2, machine_rank=1, main_process_ip="10.0.0.1",
+                             main_process_port=29501)
+    assert argv == [ACCELERATE, "launch", "--num_processes", "16", "--num_machines", "2", "--machine_rank", "1",
+                    "--main_process_ip", "10.0.0.1", "--main_process_port", "29501", "--multi_gpu", *TAIL]
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [({"CUDA_VISIBLE_DEVICES": "0,1,3"}, 3), ({"CUDA_VISIBLE_DEVICES": ""}, 0), ({"CUDA_VISIBLE_DEVICES": "-1"}, 0),
+     ({}, 0)],  # this machine has no GPU, so torch sees none
+)
+def test_visible_gpus(env, expected):
+    assert visible_gpus(env) == expected
+
+
+def test_comet_goes_offline_into_the_output_dir_without_a_key():
+    assert comet_env({}, Path("out")) == {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": "out/comet"}
+    assert comet_env({"COMET_API_KEY": "k"}, Path("out")) == {}
+    assert comet_env({"COMET_START_ONLINE": "1"}, Path("out")) == {}
+
+
+def test_run_logged_tees_output_and_returns_the_exit_code(tmp_path, capfd):
+    code = run_logged([sys.executable, "-c", "print('hello'); import sys; sys.exit(3)"], {}, tmp_path / "logs" / "t.log")
+    assert code == 3
+    assert (tmp_path / "logs" / "t.log").read_text() == "hello\n"
+    assert "hello" in capfd.readouterr().out
 
 
 def test_launch_env_turns_telemetry_off_and_keeps_the_rest():
