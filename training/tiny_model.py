@@ -108,6 +108,42 @@ def tiny_text_config(vocab_size: int, hidden_size: int = 128, num_layers: int = 
     )
 
 
+def e2b_text_config(vocab_size: int = 262400):
+    """The text tower of Gemma-3n E2B (transformers' defaults describe E4B).
+
+    Values from Google's Gemma-3n E2B release: 30 layers, 10 of them KV-shared,
+    activation sparsity on the first 10, every 5th layer global attention. Used
+    by the GPU benchmarks: training and generation cost do not depend on the
+    weights' values, so a random model measures what the real one costs.
+    """
+    from transformers import Gemma3nTextConfig
+
+    layers = 30
+    return Gemma3nTextConfig(
+        vocab_size=vocab_size,
+        vocab_size_per_layer_input=262144,
+        hidden_size=2048,
+        hidden_size_per_layer_input=256,
+        intermediate_size=8192,
+        num_hidden_layers=layers,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=256,
+        layer_types=["full_attention" if (i + 1) % 5 == 0 else "sliding_attention" for i in range(layers)],
+        sliding_window=512,
+        num_kv_shared_layers=10,
+        activation_sparsity_pattern=[0.95] * 10 + [0.0] * (layers - 10),
+        laurel_rank=64,
+        altup_num_inputs=4,
+        final_logit_softcapping=30.0,
+        max_position_embeddings=32768,
+        pad_token_id=0,
+        eos_token_id=[1, END_OF_TURN_ID],
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
+
+
 def build_tiny_model(config, seed: int = 0):
     """Random-weight ``Gemma3nForCausalLM`` whose ``<pad>`` rows are not zero.
 
