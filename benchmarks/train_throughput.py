@@ -270,8 +270,10 @@ def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: s
     logs = [entry for entry in parse_axolotl_logs(log) if "grad_norm" in entry]
     rates = [e["tokens/train_per_sec_per_gpu"] for e in logs[warmup:] if e.get("tokens/train_per_sec_per_gpu")]
     trained = sum(rates) / len(rates) if rates else float("nan")
+    evals = [float(m) for m in re.findall(r"\{'eval_loss': '?([-\d.e+naif]+)'?", log)]
     return {
         "variant": name,
+        "eval_loss_start": evals[0] if evals else None,
         "trained_tokens_per_s": trained,
         "real_tokens_per_s": trained * real_per_trained,
         "peak_gib": max((e.get("memory/max_allocated (GiB)", 0) for e in logs), default=None),
