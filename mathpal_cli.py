@@ -62,11 +62,14 @@ def seed_qdrant(
     seed: Annotated[int, typer.Option(help="Seed of the sample corpus generator.")] = 5,
 ) -> None:
     """Load the bundled sample corpus into Qdrant as MathPal feature-pipeline points."""
-    from dataprep.qdrant_source import open_client, recreate_collection, upsert_payloads
+    from dataprep.qdrant_source import SourceError, describe_source, open_client, recreate_collection, upsert_payloads
     from dataprep.sample_payloads import point_id, point_vector, sample_points
 
     points = sample_points(problems, seed)
-    client = open_client(qdrant_path, qdrant_url)
+    try:
+        client = open_client(qdrant_path, qdrant_url)
+    except SourceError as err:
+        raise fail(str(err)) from None
     try:
         vectors = [point_vector(p) for p in points]
         recreate_collection(client, collection, len(vectors[0]))
@@ -74,7 +77,7 @@ def seed_qdrant(
     finally:
         client.close()
     entries = len({p["entry_id"] for p in points})
-    where = qdrant_url or qdrant_path
+    where = describe_source(qdrant_path, qdrant_url)
     console.print(f"Seeded {len(points)} points ({entries} entries) into '{collection}' at {where}")
 
 
@@ -89,48 +92,93 @@ def prepare_data(
     val_fraction: Annotated[float, typer.Option(help="Share of problems for validation.")] = 0.05,
     test_fraction: Annotated[float, typer.Option(help="Share of problems for test.")] = 0.05,
     system_prompt_file: Annotated[Optional[Path], typer.Option(help="File with the system prompt to use.")] = None,
+    near_dup_threshold: Annotated[float, typer.Option(
+        help="Move validation/test problems to train when a training problem's vector has at least this cosine.",
+    )] = 0.97,
+    near_dup: Annotated[bool, typer.Option(
+        "--near-dup/--no-near-dup", help="Search Qdrant for near-duplicates (needs stored cosine vectors).",
+    )] = True,
+    strict: Annotated[bool, typer.Option(help="Fail, writing nothing, if any entry is rejected.")] = False,
+    log_artifact: Annotated[bool, typer.Option(
+        help="Log the files and manifest as a CometML dataset artifact (offline archive without COMET_API_KEY).",
+    )] = False,
 ) -> None:
     """Export a Qdrant collection to chat JSONL train/validation/test splits and a manifest."""
-    from dataprep.export import DEFAULT_SYSTEM_PROMPT, build_splits, write_export
-    from dataprep.qdrant_source import describe_source, open_client, scroll_payloads
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dataprep.export import DEFAULT_SYSTEM_PROMPT
+    from dataprep.pipeline import ExportError, ExportSettings, run_export
+    from dataprep.qdrant_source import SourceError, describe_source, open_source
 
     system_prompt = DEFAULT_SYSTEM_PROMPT
     if system_prompt_file is not None:
         if not system_prompt_file.is_file():
             raise fail(f"--system-prompt-file {system_prompt_file} does not exist: pass a text file")
         system_prompt = system_prompt_file.read_text(encoding="utf-8").strip()
-    if qdrant_url is None and not qdrant_path.exists():
-        raise fail(f"Qdrant store {qdrant_path} does not exist: run `mathpal seed-qdrant` or pass --qdrant-path/--qdrant-url")
-    client = open_client(qdrant_path, qdrant_url)
-    try:
-        if not client.collection_exists(collection):
-            raise fail(f"collection '{collection}' not found in {describe_source(qdrant_path, qdrant_url)}: "
-                       "check --collection or run `mathpal seed-qdrant`")
+        if not system_prompt:
+            raise fail(f"--system-prompt-file {system_prompt_file} is empty: write the system prompt into it")
+    settings = ExportSettings(
+        collection=collection, types=list(type_ or []), grades=list(grade or []), val_fraction=val_fraction,
+        test_fraction=test_fraction, system_prompt=system_prompt, near_dup=near_dup,
+        near_dup_threshold=near_dup_threshold, strict=strict, local=not qdrant_url,
+    )
+    where = describe_source(qdrant_path, qdrant_url)
+    source = {"qdrant": where, "mode": "server" if qdrant_url else "local"}
+    notes: list[str] = []
+
+    def artifact(staging: Path, manifest: dict) -> None:
+        from dataprep.artifact import log_dataset_artifact
+
+        notes.append(log_dataset_artifact(staging, manifest))
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
+    started = time.perf_counter()
+    read = 0
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(kind: str, n: int, total: int) -> None:
+            nonlocal read
+            if kind == "stage":
+                return
+            if kind not in tasks:
+                label = f"reading {collection}" if kind == "read" else "near-duplicate search"
+                tasks[kind] = progress.add_task(label, total=total, rate="")
+            task = progress.tasks[tasks[kind]]
+            unit = "points/s" if kind == "read" else "problems/s"
+            done = task.completed + n
+            progress.update(tasks[kind], completed=done, rate=f"{done / max(task.elapsed or 0, 1e-6):,.0f} {unit}")
+            if kind == "read":
+                read = done
+
         try:
-            result = build_splits(
-                scroll_payloads(client, collection),
-                types=set(type_) if type_ else None,
-                grades=set(grade) if grade else None,
-                val_fraction=val_fraction,
-                test_fraction=test_fraction,
-                system_prompt=system_prompt,
-            )
-        except ValueError as err:
+            manifest = run_export(lambda: open_source(qdrant_path, qdrant_url), settings, out, source, report,
+                                  artifact if log_artifact else None)
+        except (SourceError, ExportError) as err:
+            progress.stop()
             raise fail(str(err)) from None
-    finally:
-        client.close()
-    source = {
-        "collection": collection,
-        "qdrant": describe_source(qdrant_path, qdrant_url),
-        "filters": {"type": sorted(type_ or []), "grade_id": sorted(grade or [])},
-    }
-    manifest = write_export(result, out, source)
+    seconds = time.perf_counter() - started
     counts = manifest["counts"]
+    rejected = counts["rejected"]
+    near = manifest["near_duplicates"]
+    console.print(f"Read {read:,} points from '{collection}' at {where} in {seconds:.1f} s "
+                  f"({read / max(seconds, 1e-6):,.0f} points/s)", highlight=False, soft_wrap=True)
+    if "skipped" in near:
+        console.print(f"near-duplicate check skipped: {near['skipped']}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"near-duplicates: {len(near['moved'])} of {near['checked']} validation/test problems "
+                      f"moved to train (cosine >= {near['threshold']})", highlight=False, soft_wrap=True)
     console.print(
         f"Wrote {out}/: train {counts['splits']['train']}, validation {counts['splits']['validation']}, "
         f"test {counts['splits']['test']} (kept {counts['kept']} of {counts['entries']} entries; "
-        f"{counts['duplicates']} duplicates, rejected {sum(counts['rejected'].values())})"
+        f"{counts['duplicates']} duplicates, {counts['filtered_out']} points filtered out, rejected "
+        f"{sum(rejected.values())}{' (' + ', '.join(f'{k}: {v}' for k, v in rejected.items()) + ')' if rejected else ''})",
+        highlight=False,
+        soft_wrap=True,
     )
+    for note in notes:
+        console.print(note, highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- model
@@ -306,7 +354,7 @@ def eval_(
     baseline: Annotated[bool, typer.Option(help="Also evaluate the base model without the adapter.")] = False,
     data: Annotated[Path, typer.Option(help="Prepared JSONL split.")] = DEFAULT_DATA_DIR / "test.jsonl",
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N problems.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generate call.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generate call (see docs/performance.md).")] = 32,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 256,
     report_dir: Annotated[Optional[Path], typer.Option(help="Report folder (default reports/<run>).")] = None,
     no_comet: Annotated[bool, typer.Option("--no-comet", help="Do not log to CometML.")] = False,
@@ -315,32 +363,56 @@ def eval_(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evals.evaluate import EvalSettings, run_eval
-    from evals.metrics import METRICS
+    from evals.report import console_summary, verdict
 
+    data, adapter = Path(data), Path(adapter) if adapter is not None else None
     if not data.is_file():
         raise fail(f"{data} does not exist: run `mathpal prepare-data` first")
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         raise fail(f"--adapter {adapter} has no adapter_config.json: pass the output_dir of a finished LoRA run")
+    if baseline and adapter is None:
+        raise fail("--baseline compares the model with and without its adapter: pass --adapter too")
     if Path(model).exists() is False and "/" not in model:
         raise fail(f"--model {model} is neither a folder nor a hub id: run `mathpal tiny-model` or pass org/name")
     settings = EvalSettings(
         model=model, data=data, adapter=str(adapter) if adapter else None, baseline=baseline, limit=limit,
         batch_size=batch_size, max_new_tokens=max_new_tokens, report_dir=report_dir, comet=not no_comet,
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:
             path, metrics = run_eval(settings, progress)
     except ValueError as err:
         raise fail(str(err)) from None
-    table = Table(title=f"eval {metrics['run']} ({metrics['n']} problems)")
-    table.add_column("model")
-    for name in METRICS:
-        table.add_column(name, justify="right")
-    table.add_column("problems/s", justify="right")
-    for name, summary in metrics["models"].items():
-        table.add_row(name, *(f"{summary[m]:.3f}" for m in METRICS), f"{metrics['generation']['problems_per_s'][name]:.2f}")
-    console.print(table)
+    console.print(console_summary(metrics))
+    sentence = verdict(metrics)
+    if sentence:
+        console.print(sentence, highlight=False, soft_wrap=True)
+    console.print(f"report: {path}", highlight=False)
+
+
+@app.command()
+def score(
+    predictions: Annotated[Path, typer.Argument(help="JSONL, one object a line: question, answer (gold final answer), prediction (whole response); optional reference, grade_id, topic, id, model.")],
+    report_dir: Annotated[Optional[Path], typer.Option(help="Report folder (default reports/<run>).")] = None,
+    no_comet: Annotated[bool, typer.Option("--no-comet", help="Do not log to CometML.")] = False,
+) -> None:
+    """Grade answers you already have, exactly as eval does, and write the same report."""
+    from evals.evaluate import run_score
+    from evals.report import console_summary, verdict
+
+    predictions = Path(predictions)
+    if not predictions.is_file():
+        raise fail(f"{predictions} does not exist: pass a JSONL file with question, answer and prediction on each line")
+    try:
+        path, metrics = run_score(predictions, report_dir, comet=not no_comet)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    console.print(console_summary(metrics))
+    sentence = verdict(metrics)
+    if sentence:
+        console.print(sentence, highlight=False, soft_wrap=True)
     console.print(f"report: {path}", highlight=False)
 
 

@@ -1,4 +1,12 @@
-"""Export problems as chat JSONL splits plus a manifest, atomically.
+"""Turn a stream of Qdrant points into deduplicated, hash-split chat JSONL, one page at a time.
+
+An export reads every point once.  ``add_points`` keeps of each point only what makes
+a problem (``Piece``) and, for a point that is a whole problem (no ``chunk_id``), builds
+the problem and its JSON line at once, so that this work overlaps the scroll (see
+``dataprep.pipeline``); chunked problems are built by ``finish_export``, once all their
+chunks are in.  ``finish_export`` then removes duplicates and assigns splits, and
+``write_splits`` writes the JSONL files.  Nothing here does I/O except ``write_splits``
+and ``write_export``, so every rule can be tested on payload dicts.
 
 The output directory is written in a sibling temporary folder and renamed into
 place, so a crash or kill at any moment leaves the previous export whole.
@@ -8,22 +16,80 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter, defaultdict
+import json.encoder
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Union
 
 from atomic_files import staged_dir
-from dataprep.payloads import Problem, Rejected, build_problem, normalise_question
-from dataprep.splits import SPLITS, assign_split
+from dataprep.payloads import Piece, Problem, Rejected, assemble_problem, chunk_index, question_key
+from dataprep.splits import SPLITS, check_fractions, split_bucket, split_for_bucket
 
 DEFAULT_SYSTEM_PROMPT = (
     "Bạn là MathPal, gia sư toán thân thiện cho học sinh lớp 5 và lớp 6. "
     "Hãy giải bài toán từng bước bằng tiếng Việt, giải thích ngắn gọn, dễ hiểu, "
     "và kết thúc bằng một dòng 'Đáp số: ...'."
 )
+
+PointId = Union[int, str]
+# What an export reads of a point: (point id, type, grade_id, entry_id, chunk_id, content, topic).
+PointFields = tuple[Any, Any, Any, Any, Any, Any, Any]
+
+# How many distinct type / grade_id values to remember for the "filter matched nothing" message.
+_SEEN_LIMIT = 20
+# Rejected entries named per reason in a summary (all of them are counted).
+_EXAMPLES_PER_REASON = 3
+# The string encoder json.dumps uses with ensure_ascii=False (C version where available).
+_encode = json.encoder.encode_basestring
+
+
+class Built(NamedTuple):
+    """A problem ready to write: its dedup digest, split bucket, row id and JSON line."""
+
+    digest: bytes
+    bucket: float
+    row_id: str
+    line: bytes
+
+
+@dataclass
+class ExportState:
+    """What an export holds while points stream in: one piece per point, one line per built problem."""
+
+    types: frozenset[str] | None
+    grades: frozenset[str] | None
+    system_prompt: str
+    system_json: str = ""
+    points_read: int = 0
+    filtered_out: int = 0
+    type_matches: int = 0
+    grade_matches: int = 0
+    seen_types: set[str] = field(default_factory=set)
+    seen_grades: set[str] = field(default_factory=set)
+    pieces: dict[str, list[tuple[PointId, Piece]]] = field(default_factory=dict)
+    built: dict[str, Built | Rejected] = field(default_factory=dict)
+    filtered_entries: set[str] = field(default_factory=set)
+    orphans: list[PointId] = field(default_factory=list)
+    # Filled by finish_export:
+    rows: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """What ``finish_export`` tells the caller: counts, and what the near-duplicate check needs."""
+
+    counts: dict[str, Any]
+    # Validation/test problems: (row id, entry id, split, id of the point whose vector stands for it).
+    candidates: list[tuple[str, str, str, PointId]]
+    # Point id -> entry id of every training problem's representative point (duplicates included).
+    train_points: dict[PointId, str]
+    rejected_examples: dict[str, list[str]]
+    filters: dict[str, Any]
 
 
 @dataclass
@@ -35,10 +101,12 @@ class ExportResult:
     rejected_examples: list[Rejected] = field(default_factory=list)
 
 
-def to_example(problem: Problem, system_prompt: str) -> dict[str, Any]:
+def to_example(problem: Problem, system_prompt: str, row_id: str | None = None) -> dict[str, Any]:
     """One JSONL row: ids and answer for evaluation, ``messages`` for Axolotl's chat_template."""
+    if row_id is None:
+        row_id = hashlib.sha256(question_key(problem.question).encode("utf-8")).hexdigest()[:16]
     row: dict[str, Any] = {
-        "id": hashlib.sha256(normalise_question(problem.question).encode("utf-8")).hexdigest()[:16],
+        "id": row_id,
         "entry_id": problem.entry_id,
         "grade_id": problem.grade_id,
         "answer": problem.answer,
@@ -53,20 +121,297 @@ def to_example(problem: Problem, system_prompt: str) -> dict[str, Any]:
     return row
 
 
-def group_entries(
-    payloads: Iterable[dict[str, Any]], types: set[str] | None, grades: set[str] | None
-) -> tuple[dict[str, list[dict[str, Any]]], int, int]:
-    """Group points by ``entry_id`` after the type/grade filters; returns (groups, read, filtered)."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    read = filtered = 0
-    for payload in payloads:
-        read += 1
-        if (types and payload.get("type") not in types) or (grades and payload.get("grade_id") not in grades):
-            filtered += 1
+def row_line(row: dict[str, Any]) -> bytes:
+    """One row as a UTF-8 JSON line with sorted keys, so equal data gives equal bytes."""
+    return (json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+
+
+def problem_line(problem: Problem, row_id: str, system_json: str) -> bytes:
+    """``row_line(to_example(problem, …))`` written out by hand, byte for byte the same.
+
+    ``json.dumps`` of a nested row costs more than building the problem; the keys are
+    fixed, so the line is assembled from the encoded strings (``system_json`` is the
+    system message, encoded once per export).  Falls back to ``json.dumps`` for a topic
+    that is not a string.
+    """
+    if problem.topic and not isinstance(problem.topic, str):
+        return row_line(to_example(problem, json.loads(system_json)["content"], row_id))
+    topic = f', "topic": {_encode(problem.topic)}' if problem.topic else ""
+    return (
+        f'{{"answer": {_encode(problem.answer)}, "entry_id": {_encode(problem.entry_id)}, '
+        f'"grade_id": {_encode(problem.grade_id)}, "id": {_encode(row_id)}, "messages": [{system_json}, '
+        f'{{"content": {_encode(problem.question)}, "role": "user"}}, '
+        f'{{"content": {_encode(problem.solution)}, "role": "assistant"}}]{topic}}}\n'
+    ).encode("utf-8")
+
+
+def system_message_json(system_prompt: str) -> str:
+    """The system message as ``json.dumps`` writes it inside a row."""
+    return json.dumps({"role": "system", "content": system_prompt}, ensure_ascii=False, sort_keys=True)
+
+
+def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """Rows as UTF-8 JSON lines with sorted keys, so equal data gives equal bytes."""
+    return b"".join(row_line(row) for row in rows)
+
+
+def point_fields(point_id: PointId, payload: dict[str, Any]) -> PointFields:
+    """The fields of a point an export uses; the rest of the payload is dropped right away."""
+    metadata = payload.get("metadata")
+    topic = metadata.get("topic") if isinstance(metadata, dict) else None
+    return (
+        point_id,
+        payload.get("type"),
+        payload.get("grade_id"),
+        payload.get("entry_id"),
+        payload.get("chunk_id"),
+        payload.get("content"),
+        topic,
+    )
+
+
+def new_export(
+    types: Iterable[str] | None, grades: Iterable[str] | None, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+) -> ExportState:
+    """An empty export; an empty or missing filter keeps every type / grade."""
+    return ExportState(
+        types=frozenset(types) if types else None,
+        grades=frozenset(grades) if grades else None,
+        system_prompt=system_prompt,
+        system_json=system_message_json(system_prompt),
+    )
+
+
+def build_entry(state: ExportState, entry_id: str, pieces: list[tuple[PointId, Piece]]) -> Built | Rejected:
+    """Build one entry's problem and its JSON line (or the reason it is rejected)."""
+    problem = assemble_problem(entry_id, [piece for _, piece in pieces])
+    if isinstance(problem, Rejected):
+        return problem
+    key = question_key(problem.question)
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    row_id = digest.hex()[:16]
+    return Built(digest, split_bucket(key), row_id, problem_line(problem, row_id, state.system_json))
+
+
+def _entry_of(entry_id: Any, chunk_id: Any) -> str | None:
+    """The entry a point belongs to: its ``entry_id``, else the ``<entry_id>`` of its ``chunk_id``."""
+    if entry_id is not None and entry_id != "":
+        return str(entry_id)
+    if isinstance(chunk_id, str) and "_" in chunk_id:
+        return chunk_id.rsplit("_", 1)[0] or None
+    return None
+
+
+# A point after ``prepare_points``: (point id, type ok, grade ok, type, grade_id, entry, piece, built).
+# ``built`` is the problem of a whole point that passed the filters, else None.
+Prepared = tuple[Any, bool, bool, Any, Any, Union[str, None], Piece, Union[Built, Rejected, None]]
+
+
+def prepare_points(state: ExportState, points: Iterable[PointFields]) -> list[Prepared]:
+    """The per-point work that needs no other point: filters, entry id, and whole problems built.
+
+    This is most of an export's work, and since it does not touch the state's groups it
+    can run in any process (``dataprep.pipeline`` shares it between two).
+    """
+    types, grades = state.types, state.grades
+    prepared: list[Prepared] = []
+    append = prepared.append
+    for point_id, type_, grade_id, entry_id, chunk_id, content, topic in points:
+        type_ok = types is None or (type(type_) is str and type_ in types)
+        grade_ok = grades is None or (type(grade_id) is str and grade_id in grades)
+        entry = _entry_of(entry_id, chunk_id)
+        piece = (chunk_id, content, grade_id if grade_id is not None else "", topic)
+        built = None
+        if type_ok and grade_ok and entry is not None and not chunk_id:
+            built = build_entry(state, entry, [(point_id, piece)])
+        append((point_id, type_ok, grade_ok, type_, grade_id, entry, piece, built))
+    return prepared
+
+
+def add_prepared(state: ExportState, prepared: Iterable[Prepared]) -> None:
+    """Count and group prepared points; keep a whole point's problem unless its entry has more points."""
+    pieces, built = state.pieces, state.built
+    for point_id, type_ok, grade_ok, type_, grade_id, entry, piece, problem in prepared:
+        state.points_read += 1
+        if type_ok:
+            state.type_matches += 1
+        elif type(type_) is str and len(state.seen_types) < _SEEN_LIMIT:
+            state.seen_types.add(type_)
+        if grade_ok:
+            state.grade_matches += 1
+        elif type(grade_id) is str and len(state.seen_grades) < _SEEN_LIMIT:
+            state.seen_grades.add(grade_id)
+        if not (type_ok and grade_ok):
+            state.filtered_out += 1
+            if entry is not None:
+                state.filtered_entries.add(entry)
             continue
-        entry_id = payload.get("entry_id") or payload.get("chunk_id", "").rsplit("_", 1)[0]
-        groups[str(entry_id)].append(payload)
-    return groups, read, filtered
+        if entry is None:
+            state.orphans.append(point_id)
+            continue
+        group = pieces.get(entry)
+        if group is None:
+            pieces[entry] = [(point_id, piece)]
+            if problem is not None:
+                built[entry] = problem
+        else:
+            group.append((point_id, piece))
+            built.pop(entry, None)  # built from one point too early: rebuilt by finish_export
+
+
+def add_points(state: ExportState, points: Iterable[PointFields]) -> None:
+    """Filter and group a page of points; build whole (unchunked) problems at once."""
+    add_prepared(state, prepare_points(state, points))
+
+
+def _representative(pieces: list[tuple[PointId, Piece]]) -> PointId:
+    """The point whose vector stands for the problem: its first chunk (or its only point)."""
+    if len(pieces) == 1:
+        return pieces[0][0]
+
+    def order(item: tuple[PointId, Piece]) -> tuple[int, str]:
+        chunk_id = item[1][0]
+        try:
+            index = chunk_index(chunk_id) if chunk_id else 0
+        except ValueError:
+            index = 1 << 62
+        return index, str(item[0])
+
+    return min(pieces, key=order)[0]
+
+
+def finish_export(
+    state: ExportState, val_fraction: float = 0.05, test_fraction: float = 0.05, near_dup: bool = True
+) -> Summary:
+    """Build the remaining (chunked) problems, drop duplicates and assign each problem its split.
+
+    Of problems with equal questions the smallest ``entry_id`` is kept, so which copy
+    survives does not depend on the order Qdrant returned the points in.  With
+    ``near_dup`` the summary also lists what the near-duplicate search needs.
+    """
+    check_fractions(val_fraction, test_fraction)
+    built = state.built
+    for entry, group in state.pieces.items():
+        if entry not in built:
+            built[entry] = build_entry(state, entry, group)
+    rejected: Counter[str] = Counter()
+    rejects: list[Rejected] = []
+    kept: dict[bytes, str] = {}
+    duplicates: list[tuple[str, bytes]] = []
+    for entry in state.filtered_entries:
+        if entry in built:
+            # Some of its chunks were filtered out (another grade or type): what is left is
+            # not the problem that was crawled, whatever else is wrong with it.
+            built[entry] = Rejected(entry, "partly_filtered", "some chunks have another type or grade")
+    for entry, result in built.items():
+        if type(result) is Rejected:
+            rejected[result.reason] += 1
+            rejects.append(result)
+            continue
+        digest = result.digest  # type: ignore[union-attr]
+        other = kept.get(digest)
+        if other is None:
+            kept[digest] = entry
+        elif entry < other:
+            kept[digest] = entry
+            duplicates.append((other, digest))
+        else:
+            duplicates.append((entry, digest))
+    for point_id in state.orphans:
+        rejected["no_entry_id"] += 1
+        rejects.append(Rejected(f"point:{point_id}", "no_entry_id"))
+    rejects.sort(key=lambda r: r.entry_id)
+    rows: dict[str, list[tuple[str, str]]] = {name: [] for name in SPLITS}
+    split_of: dict[bytes, str] = {}
+    for digest, entry in kept.items():
+        problem = built[entry]
+        name = split_for_bucket(problem.bucket, val_fraction, test_fraction)  # type: ignore[union-attr]
+        split_of[digest] = name
+        rows[name].append((problem.row_id, entry))  # type: ignore[union-attr]
+    for name in SPLITS:
+        rows[name].sort()
+    state.rows = rows
+    state.rejected = rejects
+    state.counts = {
+        "points_read": state.points_read,
+        "entries": len(built) + len(state.orphans),
+        "kept": len(kept),
+        "filtered_out": state.filtered_out,
+        "duplicates": len(duplicates),
+        "near_duplicates_moved": 0,
+        "rejected": dict(sorted(rejected.items())),
+        "splits": {name: len(rows[name]) for name in SPLITS},
+    }
+    candidates: list[tuple[str, str, str, PointId]] = []
+    train_points: dict[PointId, str] = {}
+    if near_dup:
+        pieces = state.pieces
+        candidates = [
+            (row_id, entry, name, _representative(pieces[entry]))
+            for name in ("validation", "test")
+            for row_id, entry in rows[name]
+        ]
+        train_entries = [entry for _, entry in rows["train"]]
+        train_entries += [entry for entry, digest in duplicates if split_of[digest] == "train"]
+        train_points = {_representative(pieces[entry]): entry for entry in train_entries}
+    examples: dict[str, list[str]] = {}
+    for reject in rejects:
+        named = examples.setdefault(reject.reason, [])
+        if len(named) < _EXAMPLES_PER_REASON:
+            named.append(reject.entry_id)
+    filters = {
+        "type": sorted(state.types) if state.types else [],
+        "grade_id": sorted(state.grades) if state.grades else [],
+        "type_matches": state.type_matches,
+        "grade_matches": state.grade_matches,
+        "matched": state.points_read - state.filtered_out,
+        "other_types": sorted(state.seen_types),
+        "other_grades": sorted(state.seen_grades),
+    }
+    return Summary(state.counts, candidates, train_points, examples, filters)
+
+
+def move_to_train(state: ExportState, row_ids: Iterable[str]) -> None:
+    """Move validation/test problems into train (near-duplicates of training problems)."""
+    moving = set(row_ids)
+    if not moving:
+        return
+    for name in ("validation", "test"):
+        staying = []
+        for row in state.rows[name]:
+            (state.rows["train"] if row[0] in moving else staying).append(row)
+        state.rows[name] = staying
+    state.rows["train"].sort()
+    state.counts["near_duplicates_moved"] += len(moving)
+    state.counts["splits"] = {name: len(state.rows[name]) for name in SPLITS}
+
+
+def split_lines(state: ExportState, name: str) -> Iterable[bytes]:
+    """The JSON lines of one split, in row-id order."""
+    built = state.built
+    for _, entry in state.rows[name]:
+        yield built[entry].line  # type: ignore[union-attr]
+
+
+def write_splits(state: ExportState, folder: Path) -> dict[str, str]:
+    """Write ``<split>.jsonl`` files into ``folder``; returns the sha256 of each."""
+    files: dict[str, str] = {}
+    for name in SPLITS:
+        digest = hashlib.sha256()
+        with open(Path(folder) / f"{name}.jsonl", "wb") as fh:
+            batch: list[bytes] = []
+            for line in split_lines(state, name):
+                batch.append(line)
+                if len(batch) == 4096:
+                    data = b"".join(batch)
+                    fh.write(data)
+                    digest.update(data)
+                    batch = []
+            data = b"".join(batch)
+            fh.write(data)
+            digest.update(data)
+        files[f"{name}.jsonl"] = digest.hexdigest()
+    return files
 
 
 def build_splits(
@@ -78,46 +423,13 @@ def build_splits(
     test_fraction: float = 0.05,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
 ) -> ExportResult:
-    """Clean, deduplicate and split the payloads of a collection (pure: no I/O)."""
-    groups, read, filtered = group_entries(payloads, types, grades)
-    rejected: Counter[str] = Counter()
-    rejected_examples: list[Rejected] = []
-    kept: dict[str, Problem] = {}
-    duplicates = 0
-    # Sorted entry ids make "which duplicate is kept" independent of scroll order.
-    for entry_id in sorted(groups):
-        built = build_problem(entry_id, groups[entry_id])
-        if isinstance(built, Rejected):
-            rejected[built.reason] += 1
-            rejected_examples.append(built)
-            continue
-        key = normalise_question(built.question)
-        if key in kept:
-            duplicates += 1
-            continue
-        kept[key] = built
-    splits: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
-    for key in sorted(kept):
-        name = assign_split(key, val_fraction, test_fraction)
-        splits[name].append(to_example(kept[key], system_prompt))
-    for rows in splits.values():
-        rows.sort(key=lambda row: row["id"])
-    counts = {
-        "points_read": read,
-        "entries": len(groups),
-        "kept": len(kept),
-        "filtered_out": filtered,
-        "duplicates": duplicates,
-        "near_duplicates_moved": 0,
-        "rejected": dict(sorted(rejected.items())),
-        "splits": {name: len(rows) for name, rows in splits.items()},
-    }
-    return ExportResult(splits=splits, counts=counts, rejected_examples=rejected_examples)
-
-
-def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
-    """Rows as UTF-8 JSON lines with sorted keys, so equal data gives equal bytes."""
-    return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows).encode("utf-8")
+    """Clean, deduplicate and split payloads held in memory (pure: no I/O, no near-duplicate check)."""
+    check_fractions(val_fraction, test_fraction)
+    state = new_export(types, grades, system_prompt)
+    add_points(state, (point_fields(None, payload) for payload in payloads))
+    finish_export(state, val_fraction, test_fraction)
+    splits = {name: [json.loads(line) for line in split_lines(state, name)] for name in SPLITS}
+    return ExportResult(splits=splits, counts=state.counts, rejected_examples=state.rejected)
 
 
 def write_export(result: ExportResult, out_dir: Path, source: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,11 @@ MIN_CHUNK_OVERLAP = 8
 _TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
 _BREAK_TAG_RE = re.compile(r"<\s*(br|/p|/div|/li)\s*/?\s*>", re.IGNORECASE)
 _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u3000]+")
-_FINAL_ANSWER_RE = re.compile(r"(?:Đáp số|Đáp án)\s*[:：]\s*(.+)", re.IGNORECASE)
+# Spaces that _SPACES_RE would change even when alone (a lone " " it would leave as is).
+_ODD_SPACE_RE = re.compile(r"[\t\u00a0\u2000-\u200b\u202f\u3000]")
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
+# One answer line: [^\S\n] is "whitespace but not a line break", so a match never spans lines.
+_FINAL_ANSWER_RE = re.compile(r"(?:Đáp số|Đáp án)[^\S\n]*[:：][^\S\n]*(.+)", re.IGNORECASE)
 _CHUNK_SUFFIX_RE = re.compile(r"_(\d+)$")
 
 
@@ -56,26 +60,43 @@ def clean_text(text: str) -> str:
 
     Crawls mix NFD diacritics (``a`` + combining accent) with NFC; without NFC two
     identical questions would not compare equal and the tokenizer would see two
-    spellings of every word.
+    spellings of every word.  Each step runs only when the text can need it (no ``<``,
+    no tag to strip): most crawled text is already clean, and this runs twice per point
+    of an export, so the shortcuts are most of ``prepare-data``'s own time.  The result
+    is exactly that of applying every step (tests compare against that reference).
     """
-    text = _BREAK_TAG_RE.sub("\n", text)
-    text = _TAG_RE.sub("", text)
-    text = html.unescape(text)
+    if "<" in text:
+        text = _BREAK_TAG_RE.sub("\n", text)
+        text = _TAG_RE.sub("", text)
+    if "&" in text:
+        text = html.unescape(text)
     text = unicodedata.normalize("NFC", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [_SPACES_RE.sub(" ", line).strip() for line in text.split("\n")]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "  " in text or _ODD_SPACE_RE.search(text):
+        text = _SPACES_RE.sub(" ", text)
+    text = "\n".join([line.strip() for line in text.split("\n")])
     # Collapse runs of blank lines to one, keep single line breaks as written.
-    out: list[str] = []
-    for line in lines:
-        if line == "" and (not out or out[-1] == ""):
-            continue
-        out.append(line)
-    return "\n".join(out).strip()
+    if "\n\n\n" in text:
+        text = _BLANK_LINES_RE.sub("\n\n", text)
+    return text.strip()
 
 
 def normalise_question(question: str) -> str:
     """The key under which two questions count as the same problem (dedup and split hash)."""
     return " ".join(clean_text(question).casefold().split())
+
+
+def question_key(question: str) -> str:
+    """``normalise_question`` of a question that ``clean_text`` already cleaned, without cleaning it again.
+
+    Cleaning is idempotent unless the cleaned text still holds ``&`` or ``<`` (``&amp;lt;``
+    becomes ``&lt;`` then ``<``): only then is the full normalisation repeated, so the key,
+    and with it every problem's split, is the same as ``normalise_question`` gives.
+    """
+    if "&" in question or "<" in question:
+        return normalise_question(question)
+    return " ".join(question.casefold().split())
 
 
 def chunk_index(chunk_id: str) -> int:
@@ -87,11 +108,20 @@ def chunk_index(chunk_id: str) -> int:
 
 
 def merge_overlap(left: str, right: str, min_overlap: int = MIN_CHUNK_OVERLAP) -> str:
-    """Concatenate two consecutive chunks, keeping text they both repeat only once."""
+    """Concatenate two consecutive chunks, keeping text they both repeat only once.
+
+    The longest overlap wins; candidates are only the places where ``right``'s first
+    ``min_overlap`` characters occur near the end of ``left`` (found by ``str.find``).
+    """
     longest = min(len(left), len(right))
-    for size in range(longest, min_overlap - 1, -1):
-        if left.endswith(right[:size]):
-            return left + right[size:]
+    if longest < max(min_overlap, 1):
+        return left + right
+    probe = right[:max(min_overlap, 1)]
+    at = left.find(probe, len(left) - longest)
+    while at != -1 and len(left) - at >= min_overlap:
+        if right.startswith(left[at:]):
+            return left + right[len(left) - at:]
+        at = left.find(probe, at + 1)
     return left + right
 
 
@@ -118,45 +148,97 @@ def split_content(content: str) -> tuple[str, str]:
 def reference_answer(solution: str) -> str | None:
     """The text of the last ``Đáp số:`` (or ``Đáp án:``) line of a reference solution."""
     found = None
-    for line in solution.split("\n"):
-        match = _FINAL_ANSWER_RE.search(line.replace("*", ""))
-        if match:
-            found = match.group(1).strip().rstrip(".").strip()
+    for match in _FINAL_ANSWER_RE.finditer(solution.replace("*", "") if "*" in solution else solution):
+        found = match.group(1).strip().rstrip(".").strip()
     return found or None
+
+
+# What an export keeps of one point: (chunk_id, content, grade_id, topic).  The rest
+# of the payload (url, crawl time, ...) is dropped as soon as the point is read.
+Piece = tuple[Any, Any, Any, Any]
+
+
+def point_piece(payload: dict[str, Any]) -> Piece:
+    """The fields of a payload that make up a problem, in ``Piece`` order."""
+    metadata = payload.get("metadata")
+    topic = metadata.get("topic") if isinstance(metadata, dict) else None
+    return payload.get("chunk_id"), payload.get("content"), payload.get("grade_id", ""), topic
 
 
 def build_problem(entry_id: str, points: list[dict[str, Any]]) -> Problem | Rejected:
     """Assemble one entry's points into a ``Problem``, or say why it cannot be one."""
-    chunks: list[tuple[int, str]] = []
-    for payload in points:
-        content = payload.get("content")
-        if not isinstance(content, str):
-            return Rejected(entry_id, "content_not_string", type(content).__name__)
-        chunk_id = payload.get("chunk_id")
+    return assemble_problem(entry_id, [point_piece(payload) for payload in points])
+
+
+def _chunk_order(item: tuple[int, Piece]) -> tuple[int, str]:
+    return item[0], item[1][1]
+
+
+def _meta_order(piece: Piece) -> tuple[str, str]:
+    return repr(piece[2]), repr(piece[3])
+
+
+def assemble_problem(entry_id: str, pieces: list[Piece]) -> Problem | Rejected:
+    """Join an entry's chunks in ``_<i>`` order and split, clean and check the problem.
+
+    A point without ``chunk_id`` is chunk 0.  The same chunk stored twice with the same
+    text counts once; two different texts for one chunk, or a gap in the numbering,
+    reject the entry: joining them would make up a problem that was never crawled.
+    Grade and topic come from the first chunk, whatever order Qdrant returned them in.
+    """
+    if len(pieces) == 1 and not pieces[0][0] and isinstance(pieces[0][1], str):
+        return _whole_problem(entry_id, pieces[0])
+    not_strings = sorted({type(piece[1]).__name__ for piece in pieces if not isinstance(piece[1], str)})
+    if not_strings:
+        return Rejected(entry_id, "content_not_string", ", ".join(not_strings))
+    indexed: list[tuple[int, Piece]] = []
+    bad_ids: list[str] = []
+    for piece in pieces:
+        chunk_id = piece[0]
         try:
-            index = chunk_index(chunk_id) if chunk_id else 0
+            indexed.append((chunk_index(chunk_id) if chunk_id else 0, piece))
         except ValueError as err:
-            return Rejected(entry_id, "bad_chunk_id", str(err))
-        chunks.append((index, content))
-    content = join_chunks(chunks)
+            bad_ids.append(str(err))
+    if bad_ids:
+        return Rejected(entry_id, "bad_chunk_id", min(bad_ids))
+    if len(indexed) > 1:
+        indexed.sort(key=_chunk_order)
+        unique = [indexed[0]]
+        for index, piece in indexed[1:]:
+            if index == unique[-1][0]:
+                if piece[1] != unique[-1][1][1]:
+                    return Rejected(entry_id, "conflicting_chunks", f"two different texts for chunk {index}")
+                if _meta_order(piece) < _meta_order(unique[-1][1]):  # same chunk twice: the same pick in any order
+                    unique[-1] = (index, piece)
+                continue
+            if index != unique[-1][0] + 1:
+                return Rejected(entry_id, "missing_chunk", f"chunks {unique[-1][0]} and {index} are not consecutive")
+            unique.append((index, piece))
+        indexed = unique
+    content = join_chunks([(index, piece[1]) for index, piece in indexed])
+    return _whole_problem(entry_id, (None, content, *indexed[0][1][2:]))
+
+
+def _whole_problem(entry_id: str, piece: Piece) -> Problem | Rejected:
+    """Split, clean and check the full text of one problem (its chunks already joined)."""
+    _, content, grade_id, topic = piece
     if not content.strip():
         return Rejected(entry_id, "empty_content")
     raw_question, raw_solution = split_content(content)
-    question, solution = clean_text(raw_question), clean_text(raw_solution)
+    question = clean_text(raw_question)
     if not question:
         return Rejected(entry_id, "no_question")
+    solution = clean_text(raw_solution)
     if not solution:
         return Rejected(entry_id, "no_solution")
     answer = reference_answer(solution)
     if answer is None:
         return Rejected(entry_id, "no_final_answer")
-    first = points[0]
-    metadata = first.get("metadata") if isinstance(first.get("metadata"), dict) else {}
     return Problem(
         entry_id=entry_id,
-        grade_id=str(first.get("grade_id", "")),
+        grade_id=str(grade_id if grade_id is not None else ""),
         question=question,
         solution=solution,
         answer=answer,
-        topic=metadata.get("topic"),
+        topic=topic,
     )

@@ -21,20 +21,29 @@ def split_bucket(key: str, salt: str = SPLIT_SALT) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise ValueError unless the two fractions leave a non-empty share for training."""
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must each be in [0, 1) "
+            "and leave room for training"
+        )
+
+
+def split_for_bucket(bucket: float, val_fraction: float, test_fraction: float) -> str:
+    """The split of a problem whose ``split_bucket`` is ``bucket`` (fractions already checked)."""
+    if bucket < test_fraction:
+        return "test"
+    if bucket < test_fraction + val_fraction:
+        return "validation"
+    return "train"
+
+
 def assign_split(key: str, val_fraction: float, test_fraction: float, salt: str = SPLIT_SALT) -> str:
     """The split of the problem whose normalised question is ``key``.
 
     Test takes the lowest bucket range and validation the next, so growing
     ``val_fraction`` never moves a problem out of test.
     """
-    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction={val_fraction} and test_fraction={test_fraction} must each be in [0, 1) "
-            "and leave room for training"
-        )
-    bucket = split_bucket(key, salt)
-    if bucket < test_fraction:
-        return "test"
-    if bucket < test_fraction + val_fraction:
-        return "validation"
-    return "train"
+    check_fractions(val_fraction, test_fraction)
+    return split_for_bucket(split_bucket(key, salt), val_fraction, test_fraction)

@@ -58,8 +58,14 @@ def prompt_messages(example: dict[str, Any]) -> list[dict[str, str]]:
     return [m for m in example["messages"] if m["role"] != "assistant"]
 
 
-def generate_batch(model, tokenizer, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[Generation]:
-    """Greedy answers for one batch of conversations."""
+def generate_batch(
+    model, tokenizer, conversations: list[list[dict[str, str]]], max_new_tokens: int, min_new_tokens: int = 0
+) -> list[Generation]:
+    """Greedy answers for one batch of conversations.
+
+    ``min_new_tokens`` (benchmarks only) holds back the stop tokens until that many tokens are
+    out, so every batch size does the same work.
+    """
     import torch
 
     inputs = tokenizer.apply_chat_template(
@@ -74,6 +80,7 @@ def generate_batch(model, tokenizer, conversations: list[list[dict[str, str]]], 
             eos_token_id=stops,
             pad_token_id=tokenizer.pad_token_id,
             use_cache=True,
+            **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
         )
     new = output[:, inputs["input_ids"].shape[1]:]
     results = []
@@ -92,6 +99,7 @@ def generate_answers(
     batch_size: int = 8,
     max_new_tokens: int = 256,
     on_batch: Callable[[int], None] | None = None,
+    min_new_tokens: int = 0,
 ) -> list[Generation]:
     """Answers for every example, in order, ``batch_size`` prompts per ``generate`` call.
 
@@ -102,7 +110,8 @@ def generate_answers(
     results: dict[int, Generation] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        outputs = generate_batch(model, tokenizer, [prompt_messages(examples[i]) for i in chunk], max_new_tokens)
+        conversations = [prompt_messages(examples[i]) for i in chunk]
+        outputs = generate_batch(model, tokenizer, conversations, max_new_tokens, min_new_tokens)
         results.update(zip(chunk, outputs))
         if on_batch:
             on_batch(len(chunk))

@@ -85,34 +85,51 @@ def clarity_checks(response: str, hit_limit: bool) -> dict[str, bool]:
     }
 
 
-def score_answer(response: str, gold_answer: str, reference: str, hit_limit: bool = False) -> dict[str, Any]:
-    """Everything we know about one response: extracted answer, correctness and each metric."""
+def score_answer(
+    response: str, gold_answer: str, reference: str | None, hit_limit: bool = False
+) -> dict[str, Any]:
+    """Everything we know about one response: extracted answer, correctness and each metric.
+
+    Without a reference solution (``mathpal score`` input may lack one) relevance and
+    completeness are unknown, so they are None rather than a misleading 0.
+    """
     extracted = extract_final_answer(response)
     checks = clarity_checks(response, hit_limit)
     correct = bool(response.strip()) and answers_match(extracted, gold_answer)
+    has_reference = reference is not None and bool(reference.strip())
     return {
         "extracted_answer": extracted,
         "correct": correct,
         "accuracy": 1.0 if correct else 0.0,
-        "relevance": round(relevance(response, reference), 6),
-        "completeness": round(completeness(response, reference, gold_answer), 6),
+        "relevance": round(relevance(response, reference), 6) if has_reference else None,
+        "completeness": round(completeness(response, reference, gold_answer), 6) if has_reference else None,
         "clarity": sum(checks.values()) / len(checks),
         "clarity_checks": checks,
     }
 
 
+def _mean_of(scores: list[dict[str, Any]], metric: str) -> float | None:
+    """Mean of a metric over the scores that have it; None when none has it."""
+    values = [s[metric] for s in scores if s.get(metric) is not None]
+    return round(mean(values), 6) if values else None
+
+
 def aggregate(scores: list[dict[str, Any]], groups: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """Mean of each metric, overall and per value of each grouping key (grade, topic)."""
+    """Mean of each metric, overall and per value of each grouping key (grade, topic).
+
+    A metric that some rows lack (None) is averaged over the rows that have it.
+    """
     summary: dict[str, Any] = {"n": len(scores)}
-    summary.update({m: round(mean(s[m] for s in scores), 6) if scores else 0.0 for m in METRICS})
+    summary.update({m: _mean_of(scores, m) if scores else 0.0 for m in METRICS})
     if groups:
         for key in sorted({k for g in groups for k in g}):
             buckets: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for score, group in zip(scores, groups):
                 if group.get(key):
                     buckets[group[key]].append(score)
-            summary[f"by_{key}"] = {
-                value: {"n": len(items), **{m: round(mean(s[m] for s in items), 6) for m in METRICS}}
-                for value, items in sorted(buckets.items())
-            }
+            if buckets:
+                summary[f"by_{key}"] = {
+                    value: {"n": len(items), **{m: _mean_of(items, m) for m in METRICS}}
+                    for value, items in sorted(buckets.items())
+                }
     return summary

@@ -1,24 +1,124 @@
-"""The CometML offline archive: written without a key, and its metrics equal ours."""
+"""CometML logging with the real comet_ml: the offline archive, the server probe and the fallback.
+
+No network: "servers" are sockets on 127.0.0.1 that this test opens (or a port it closed).
+"""
 
 from __future__ import annotations
 
-import json
+import csv
+import http.server
+import io
+import socket
+import threading
+import time
 
-from evals.comet_log import flatten_metrics, log_to_comet, read_offline_metrics
+from evals.chart import write_accuracy_chart
+from evals.comet_log import (
+    TABLE_COLUMNS,
+    flatten_metrics,
+    log_to_comet,
+    probe_server,
+    read_offline_assets,
+    read_offline_metrics,
+)
+
+METRICS = {
+    "n": 2,
+    "models": {
+        "base": {"n": 2, "accuracy": 0.0, "relevance": None, "by_topic": {"money": {"n": 1, "accuracy": 0.0}}},
+        "tuned": {"n": 2, "accuracy": 0.5, "relevance": 0.25, "by_topic": {"money": {"n": 1, "accuracy": 1.0}}},
+    },
+    "comparison": {"accuracy": {"difference": 0.5, "ci_low": 0.0, "ci_high": 1.0, "significant": False}},
+}
+SAMPLES = [
+    {"model": "base", "id": "a", "question": "Hỏi?", "answer": "12,5 kg", "prediction": "Đáp số: 12 kg,\nhết",
+     "correct": False, "accuracy": 0.0, "relevance": None},
+    {"model": "tuned", "id": "a", "question": "Hỏi?", "answer": "12,5 kg", "prediction": "Đáp số: 12,5 kg",
+     "correct": True, "accuracy": 1.0, "relevance": 0.25},
+]
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_flatten_keeps_numbers_only():
-    tree = {"n": 3, "models": {"base": {"accuracy": 0.5, "flag": True, "name": "x"}}, "model": "path"}
+    tree = {"n": 3, "models": {"base": {"accuracy": 0.5, "flag": True, "name": "x", "relevance": None}}, "model": "path"}
     assert flatten_metrics(tree) == {"n": 3, "models/base/accuracy": 0.5}
 
 
-def test_offline_archive_carries_the_metrics(tmp_path, monkeypatch):
+def test_offline_archive_carries_metrics_table_chart_and_files(tmp_path, monkeypatch):
     monkeypatch.delenv("COMET_API_KEY", raising=False)
-    metrics = {"n": 2, "models": {"base": {"accuracy": 0.0}, "tuned": {"accuracy": 0.5, "by_topic": {"money": {"n": 1}}}}}
-    samples = tmp_path / "samples.jsonl"
-    samples.write_text(json.dumps({"id": "a", "correct": True}) + "\n")
-    archive = log_to_comet("unit-test", metrics, {"model": "m"}, samples, tmp_path / "comet")
-    assert archive is not None and archive.suffix == ".zip" and archive.parent == tmp_path / "comet"
-    logged = read_offline_metrics(archive)
-    expected = flatten_metrics(metrics)
+    chart = write_accuracy_chart(METRICS, tmp_path / "accuracy_by_topic.png")
+    report = tmp_path / "report.md"
+    report.write_text("# Evaluation\n", encoding="utf-8")
+    result = log_to_comet("unit-test", METRICS, {"model": "m"}, tmp_path / "comet", samples=SAMPLES,
+                          assets=[report], chart=chart)
+    assert result.mode == "offline" and result.fallback is None
+    assert result.archive is not None and result.archive.parent == tmp_path / "comet"
+    expected = flatten_metrics(METRICS)
+    logged = read_offline_metrics(result.archive)
     assert {k: logged[k] for k in expected} == expected
+    files = read_offline_assets(result.archive)
+    assert files["accuracy_by_topic.png"] == ("visualization", chart.read_bytes())
+    assert files["report.md"] == ("asset", report.read_bytes())
+    table = list(csv.reader(io.StringIO(files["samples.csv"][1].decode("utf-8"))))
+    assert table[0] == list(TABLE_COLUMNS)
+    assert [row[TABLE_COLUMNS.index("prediction")] for row in table[1:]] == [s["prediction"] for s in SAMPLES]
+    assert [row[TABLE_COLUMNS.index("relevance")] for row in table[1:]] == ["", "0.25"]
+
+
+def test_probe_says_why_a_server_is_unreachable():
+    started = time.perf_counter()
+    assert probe_server(f"http://127.0.0.1:{closed_port()}/clientlib/", timeout=5) == "ConnectionError"
+    assert time.perf_counter() - started < 5
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        started = time.perf_counter()
+        reason = probe_server(f"http://127.0.0.1:{silent.getsockname()[1]}/clientlib/", timeout=0.5)
+        assert reason in {"no answer", "ReadTimeout"}
+        assert time.perf_counter() - started < 3
+
+
+def test_probe_accepts_a_server_that_answers_its_health_ping():
+    paths: list[str] = []
+
+    class Ping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            paths.append(self.path)
+            self.send_response(200 if self.path.endswith("/health/ping") else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ping)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert probe_server(f"http://127.0.0.1:{server.server_address[1]}/clientlib/", timeout=5) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert paths == ["/clientlib/health/ping"]
+
+
+def test_key_with_unreachable_server_falls_back_to_an_offline_archive(tmp_path, monkeypatch):
+    """comet_ml alone would wait ~30 s here and then drop everything; we probe and go offline."""
+    url = f"http://127.0.0.1:{closed_port()}/clientlib/"
+    monkeypatch.setenv("COMET_API_KEY", "not-a-real-key")
+    monkeypatch.setenv("COMET_URL_OVERRIDE", url)
+    started = time.perf_counter()
+    result = log_to_comet("unreachable", METRICS, {"model": "m"}, tmp_path / "comet", samples=SAMPLES)
+    assert time.perf_counter() - started < 10
+    assert result.mode == "offline" and result.archive is not None and result.archive.is_file()
+    assert result.fallback == f"server {url} unreachable within 10 s (ConnectionError)"
+    logged = read_offline_metrics(result.archive)
+    assert logged["models/tuned/accuracy"] == 0.5
+    assert sorted(read_offline_assets(result.archive)) == ["samples.csv"]

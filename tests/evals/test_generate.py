@@ -23,3 +23,9 @@ def test_batched_equals_single_and_keeps_order(tiny_model_dir, chat_examples):
     assert [g.text for g in batched] == [g.text for g in single]
     assert all(g.new_tokens <= 6 for g in batched)
     assert all(g.hit_limit == (g.new_tokens == 6) for g in batched)
+
+
+def test_min_new_tokens_holds_back_the_stop_tokens(tiny_model_dir, chat_examples):
+    tokenizer, model = load_model(str(tiny_model_dir))
+    answers = generate_answers(model, tokenizer, chat_examples[:3], batch_size=3, max_new_tokens=7, min_new_tokens=7)
+    assert [a.new_tokens for a in answers] == [7, 7, 7] and all(a.hit_limit for a in answers)

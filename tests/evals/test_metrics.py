@@ -66,3 +66,12 @@ def test_aggregate_means_and_breakdowns():
     assert summary["n"] == 3 and summary["accuracy"] == pytest.approx(2 / 3, abs=1e-6)
     assert summary["by_grade_id"]["grade_5"] == {"n": 2, "accuracy": 1.0, "relevance": 0.4, "completeness": 0.75, "clarity": 0.875}
     assert summary["by_topic"] == {"a": {"n": 2, "accuracy": 0.5, "relevance": 0.3, "completeness": 0.5, "clarity": 0.75}}
+
+
+def test_without_reference_relevance_and_completeness_are_unknown_not_zero():
+    scored = score_answer("Ta có 120 - 72 = 48.\nVậy...\nĐáp số: 48 học sinh", "48 học sinh", None)
+    assert scored["correct"] is True and scored["relevance"] is None and scored["completeness"] is None
+    summary = aggregate([scored, score_answer("Đáp số: 47", "48", REFERENCE)])
+    assert summary["accuracy"] == 0.5
+    assert summary["completeness"] == 0.0
+    assert summary["relevance"] == pytest.approx(relevance("Đáp số: 47", REFERENCE), abs=1e-6)

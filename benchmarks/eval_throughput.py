@@ -1,0 +1,342 @@
+"""Problems per second of ``mathpal eval``'s generation: batch 1 against larger batches.
+
+Runs the eval's own code (``evals.generate.generate_answers``: chat template, left padding,
+KV cache, greedy) on sample problems of the bundled corpus, once per batch size, and prints
+a table with each size's rate and its speed-up over batch 1.
+
+    python benchmarks/eval_throughput.py                      # CPU, the tiny Gemma-3n
+    python benchmarks/eval_throughput.py --model DIR          # any checkpoint
+    python benchmarks/eval_throughput.py --gpu-e2b --tokenizer .mathpal/tiny-gemma3n
+                                                              # E2B-shaped, random weights, bf16, CUDA
+    python benchmarks/eval_throughput.py --gpu-e2b --tiny-shape   # the same mode at toy width (CPU ok)
+
+Every answer is exactly ``--max-new-tokens`` tokens long (the stop tokens are held back
+until then; ``--stop-at-eos`` turns that off), so every batch size does the same work and
+the rates compare batching, not answer lengths.  A random-weight model is fine here: speed
+depends on shapes, not on what the weights say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+# E2B's text tower (google/gemma-3n-E2B-it, text_config): the numbers the GPU mode builds.
+E2B_SHAPE: dict[str, Any] = {
+    "num_hidden_layers": 30,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 256,
+    "num_kv_shared_layers": 10,
+    "sparse_layers": 10,  # activation sparsity 0.95 on the first 10 layers
+    "vocab_size": 262_400,
+    "vocab_size_per_layer_input": 262_144,
+    "hidden_size_per_layer_input": 256,
+    "laurel_rank": 64,
+    "altup_num_inputs": 4,
+    "sliding_window": 512,
+    "full_attention_every": 5,  # layers 5, 10, …, 30 attend globally
+    "final_logit_softcapping": 30.0,
+}
+# The same structure at toy width: 10 layers so that the KV-shared tail (3 layers) still has
+# an earlier non-shared layer of each attention type to borrow from.
+TINY_SHAPE: dict[str, Any] = {
+    **E2B_SHAPE,
+    "num_hidden_layers": 10,
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "num_kv_shared_layers": 3,
+    "sparse_layers": 3,
+    "hidden_size_per_layer_input": 16,
+    "laurel_rank": 8,
+    "sliding_window": 128,
+}
+
+GEMMA_PAD, GEMMA_EOS, GEMMA_BOS, GEMMA_END_OF_TURN = 0, 1, 2, 106
+
+
+def e2b_text_config(tiny: bool = False, vocab_size: int | None = None):
+    """Gemma3nTextConfig of E2B's text tower (or its toy-width twin with ``tiny``).
+
+    ``vocab_size`` overrides both vocabularies (the tiny shape uses the tokenizer's size).
+    Everything else keeps transformers' Gemma-3n defaults, which are E2B's: RoPE θ 1e6 for
+    full attention and 1e4 for sliding, AltUp active index 0 and coefficient clip 120,
+    gelu-tanh activation, RMS-norm ε 1e-6.
+    """
+    from transformers import Gemma3nTextConfig
+
+    shape = TINY_SHAPE if tiny else E2B_SHAPE
+    layers = shape["num_hidden_layers"]
+    every = shape["full_attention_every"]
+    return Gemma3nTextConfig(
+        vocab_size=vocab_size or shape["vocab_size"],
+        vocab_size_per_layer_input=vocab_size or shape["vocab_size_per_layer_input"],
+        hidden_size=shape["hidden_size"],
+        hidden_size_per_layer_input=shape["hidden_size_per_layer_input"],
+        intermediate_size=shape["intermediate_size"],
+        num_hidden_layers=layers,
+        num_attention_heads=shape["num_attention_heads"],
+        num_key_value_heads=shape["num_key_value_heads"],
+        head_dim=shape["head_dim"],
+        num_kv_shared_layers=shape["num_kv_shared_layers"],
+        activation_sparsity_pattern=[0.95] * shape["sparse_layers"] + [0.0] * (layers - shape["sparse_layers"]),
+        laurel_rank=shape["laurel_rank"],
+        altup_num_inputs=shape["altup_num_inputs"],
+        sliding_window=shape["sliding_window"],
+        layer_types=["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(layers)],
+        final_logit_softcapping=shape["final_logit_softcapping"],
+        tie_word_embeddings=True,
+        max_position_embeddings=32_768,
+        pad_token_id=GEMMA_PAD,
+        eos_token_id=[GEMMA_EOS, GEMMA_END_OF_TURN],
+        bos_token_id=GEMMA_BOS,
+    )
+
+
+def ids_without_per_layer_input(config) -> list[int]:
+    """Token ids that have a row in the main embedding but none in the per-layer one (E2B:
+    262,144 … 262,399, the audio/vision tokens).
+
+    ``Gemma3nForCausalLM`` looks the per-layer table up with raw ids (only the multimodal
+    ``Gemma3nModel`` masks those ids), so generating one is an out-of-range index on the GPU.
+    A trained model never writes them as text; a random one can, so they are suppressed.
+    """
+    return list(range(config.vocab_size_per_layer_input, config.vocab_size))
+
+
+def build_random_model(config, device: str, dtype, seed: int = 0):
+    """Random-weight ``Gemma3nForCausalLM`` built directly on ``device`` in ``dtype``.
+
+    Built under the device context so E2B's 4.4 B parameters are initialised on the GPU
+    (seconds) rather than on the CPU (minutes, 18 GB in float32).  The ``<pad>`` rows of both
+    embedding tables are made non-zero, as in ``training.tiny_model``: transformers zeroes
+    them, and Gemma-3n's RMS norm of an all-zero row is degenerate.
+    """
+    import torch
+    from transformers import GenerationConfig, Gemma3nForCausalLM
+
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = Gemma3nForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    with torch.no_grad():
+        for table in (model.model.embed_tokens, model.model.embed_tokens_per_layer):
+            table.weight[config.pad_token_id].normal_(mean=0.0, std=0.02)
+    model.generation_config = GenerationConfig(
+        bos_token_id=GEMMA_BOS, eos_token_id=[GEMMA_EOS, GEMMA_END_OF_TURN], pad_token_id=GEMMA_PAD, do_sample=False,
+        suppress_tokens=ids_without_per_layer_input(config) or None,
+    )
+    return model.eval()
+
+
+def sample_examples(count: int, seed: int = 5) -> list[dict[str, Any]]:
+    """``count`` chat examples (system prompt + question) from the bundled sample corpus."""
+    from dataprep.export import DEFAULT_SYSTEM_PROMPT
+    from dataprep.sample_corpus import generate_problems
+
+    return [
+        {"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": p.question}]}
+        for p in generate_problems(count, seed)
+    ]
+
+
+def tiny_checkpoint(workdir: Path) -> Path:
+    """The tiny Gemma-3n of ``mathpal tiny-model``, built from the sample corpus into ``workdir``."""
+    from dataprep.sample_corpus import generate_problems
+    from training.tiny_model import write_tiny_model
+
+    texts = [text for p in generate_problems(400, 5) for text in (p.question, p.solution)]
+    return write_tiny_model(texts, workdir / "tiny-gemma3n", vocab_size=2048, seed=0)
+
+
+def _synchronise(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(
+    model, tokenizer, examples: list[dict[str, Any]], batch_size: int, max_new_tokens: int,
+    min_problems: int, rounds: int, fixed_length: bool,
+) -> dict[str, Any]:
+    """Rate of one batch size: a short warm-up batch, then ``max(rounds, ⌈min_problems/B⌉)``
+    full batches timed end to end (tokenising, generating, decoding: what eval waits for)."""
+    from evals.generate import generate_answers
+
+    device = str(model.device)
+    batches = max(rounds, math.ceil(min_problems / batch_size))
+    problems = examples[: batch_size * batches]
+    if len(problems) < batch_size * batches:
+        raise ValueError(f"need {batch_size * batches} sample problems, have {len(examples)}")
+    generate_answers(model, tokenizer, problems[:batch_size], batch_size=batch_size, max_new_tokens=4)
+    _synchronise(device)
+    started = time.perf_counter()
+    answers = generate_answers(
+        model, tokenizer, problems, batch_size=batch_size, max_new_tokens=max_new_tokens,
+        min_new_tokens=max_new_tokens if fixed_length else 0,
+    )
+    _synchronise(device)
+    seconds = time.perf_counter() - started
+    tokens = sum(a.new_tokens for a in answers)
+    return {
+        "batch_size": batch_size,
+        "problems": len(problems),
+        "seconds": round(seconds, 3),
+        "problems_per_s": round(len(problems) / seconds, 4),
+        "new_tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+    import transformers
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def load(args: argparse.Namespace, workdir: Path):
+    """(tokenizer, model, description) for the chosen mode."""
+    import torch
+    from transformers import AutoTokenizer
+
+    if args.gpu_e2b:
+        cuda = torch.cuda.is_available()
+        if not cuda and not args.tiny_shape:
+            raise SystemExit("error: --gpu-e2b needs a CUDA GPU: add --tiny-shape to run the mode on a CPU")
+        tokenizer_dir = args.tokenizer or args.model or tiny_checkpoint(workdir)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        tokenizer.padding_side = "left"
+        config = e2b_text_config(tiny=args.tiny_shape, vocab_size=len(tokenizer) if args.tiny_shape else None)
+        if len(tokenizer) > config.vocab_size:
+            raise SystemExit(f"error: tokenizer {tokenizer_dir} has {len(tokenizer)} tokens, more than the model's {config.vocab_size}")
+        device = "cuda" if cuda else "cpu"
+        dtype = torch.bfloat16 if cuda else torch.float32
+        model = build_random_model(config, device, dtype)
+        shape = "tiny-shape Gemma-3n" if args.tiny_shape else "E2B-shaped Gemma-3n"
+        params = sum(p.numel() for p in model.parameters()) / 1e9
+        return tokenizer, model, f"{shape}, random weights, {params:.2f} B parameters, {str(dtype)[6:]} on {device}"
+    from evals.generate import load_model
+
+    model_dir = args.model or tiny_checkpoint(workdir)
+    tokenizer, model = load_model(str(model_dir))
+    return tokenizer, model, f"{model_dir} ({str(model.dtype)[6:]} on {model.device})"
+
+
+def render(results: dict[str, Any]) -> str:
+    """Markdown table of the rates and the best batch's speed-up over batch 1."""
+    rows = results["batches"]
+    single = next((r for r in rows if r["batch_size"] == 1), None)
+    lines = [
+        f"model: {results['model']}",
+        f"answers: {results['max_new_tokens']} new tokens each ({'fixed' if results['fixed_length'] else 'stop at eos'}); "
+        f"machine: {results['machine']}",
+        "",
+        "| batch | problems | seconds | problems/s | new tokens/s | × batch 1 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        speedup = f"{row['problems_per_s'] / single['problems_per_s']:.1f}" if single else "–"
+        lines.append(f"| {row['batch_size']} | {row['problems']} | {row['seconds']:.2f} | {row['problems_per_s']:.2f} | "
+                     f"{row['tokens_per_s']:.0f} | {speedup} |")
+    best = max(rows, key=lambda r: r["problems_per_s"])
+    if single:
+        lines += ["", f"best batch {best['batch_size']}: {best['problems_per_s']:.2f} problems/s = "
+                      f"{best['problems_per_s'] / single['problems_per_s']:.1f} × batch 1"]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every batch size; the results as a dict (what ``--json`` writes)."""
+    with tempfile.TemporaryDirectory(prefix="eval-throughput-") as workdir:
+        tokenizer, model, description = load(args, Path(workdir))
+        needed = max(max(args.rounds, math.ceil(args.min_problems / b)) * b for b in args.batch_sizes)
+        examples = sample_examples(needed)
+        batches = []
+        for batch_size in args.batch_sizes:
+            row = measure(model, tokenizer, examples, batch_size, args.max_new_tokens, args.min_problems,
+                          args.rounds, not args.stop_at_eos)
+            print(f"batch {batch_size}: {row['problems_per_s']:.2f} problems/s", file=sys.stderr, flush=True)
+            batches.append(row)
+    single = next((r for r in batches if r["batch_size"] == 1), None)
+    best = max(batches, key=lambda r: r["problems_per_s"])
+    return {
+        "model": description,
+        "max_new_tokens": args.max_new_tokens,
+        "fixed_length": not args.stop_at_eos,
+        "machine": machine(),
+        "batches": batches,
+        "best_batch_size": best["batch_size"],
+        "speedup_over_batch_1": round(best["problems_per_s"] / single["problems_per_s"], 2) if single else None,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="checkpoint folder (default: build the tiny Gemma-3n)")
+    parser.add_argument("--gpu-e2b", action="store_true", help="E2B-shaped random Gemma-3n in bf16 on CUDA")
+    parser.add_argument("--tiny-shape", action="store_true", help="with --gpu-e2b: toy width, runs on a CPU")
+    parser.add_argument("--tokenizer", type=Path, help="with --gpu-e2b: tokenizer folder with Gemma's special ids")
+    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        help="comma-separated (default CPU 1,2,4,8,16,32,64,128; GPU 1,8,16,32,64,128)")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens per answer (default CPU 64, GPU 256)")
+    parser.add_argument("--min-problems", type=int, help="problems timed at least, per batch size (default CPU 16, GPU 4)")
+    parser.add_argument("--rounds", type=int, help="batches timed at least, per batch size (default CPU 3, GPU 2)")
+    parser.add_argument("--stop-at-eos", action="store_true", help="let answers end at <end_of_turn>/<eos>")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    gpu = args.gpu_e2b and not args.tiny_shape
+    args.batch_sizes = args.batch_sizes or ([1, 8, 16, 32, 64, 128] if gpu else [1, 2, 4, 8, 16, 32, 64, 128])
+    args.max_new_tokens = args.max_new_tokens or (256 if gpu else 64)
+    # Batch 1 on the GPU is the slow case (~10 s a 256-token answer), so fewer problems there;
+    # CPU runs are short and noisy, so more.
+    args.min_problems = args.min_problems or (4 if gpu else 16)
+    args.rounds = args.rounds or (2 if gpu else 3)
+    if min(args.batch_sizes) < 1 or args.max_new_tokens < 1 or args.rounds < 1 or args.min_problems < 1:
+        parser.error("batch sizes, --max-new-tokens, --rounds and --min-problems must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    args = parse_args(argv)
+    results = run(args)
+    print(render(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+if __name__ == "__main__":
+    main()
