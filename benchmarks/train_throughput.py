@@ -72,7 +72,11 @@ def build_model(shape: str, out: Path, texts: list[str]) -> Path:
     with torch.no_grad():  # a zero <pad> row makes Gemma-3n's RMS norm gradients NaN
         for table in (model.model.embed_tokens, model.model.embed_tokens_per_layer):
             table.weight[config.pad_token_id].normal_(mean=0.0, std=0.02)
-    model.generation_config = GenerationConfig(bos_token_id=2, eos_token_id=[1, END_OF_TURN_ID], pad_token_id=0)
+    # Ids past the per-layer table (E2B: the 256 audio/vision tokens) crash the text-only
+    # class on CUDA when generated; a random model can generate them, so keep them out.
+    beyond = list(range(config.vocab_size_per_layer_input, config.vocab_size)) or None
+    model.generation_config = GenerationConfig(bos_token_id=2, eos_token_id=[1, END_OF_TURN_ID], pad_token_id=0,
+                                               suppress_tokens=beyond)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     del model
