@@ -15,7 +15,6 @@ os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -363,7 +362,6 @@ def eval_(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evals.evaluate import EvalSettings, run_eval
-    from evals.report import console_summary, verdict
 
     data, adapter = Path(data), Path(adapter) if adapter is not None else None
     if not data.is_file():
@@ -385,6 +383,13 @@ def eval_(
             path, metrics = run_eval(settings, progress)
     except ValueError as err:
         raise fail(str(err)) from None
+    print_report_summary(path, metrics)
+
+
+def print_report_summary(path: Path, metrics: dict) -> None:
+    """The metric table, the base-vs-tuned verdict (when there is one) and where the report is."""
+    from evals.report import console_summary, verdict
+
     console.print(console_summary(metrics))
     sentence = verdict(metrics)
     if sentence:
@@ -400,7 +405,6 @@ def score(
 ) -> None:
     """Grade answers you already have, exactly as eval does, and write the same report."""
     from evals.evaluate import run_score
-    from evals.report import console_summary, verdict
 
     predictions = Path(predictions)
     if not predictions.is_file():
@@ -409,11 +413,7 @@ def score(
         path, metrics = run_score(predictions, report_dir, comet=not no_comet)
     except ValueError as err:
         raise fail(str(err)) from None
-    console.print(console_summary(metrics))
-    sentence = verdict(metrics)
-    if sentence:
-        console.print(sentence, highlight=False, soft_wrap=True)
-    console.print(f"report: {path}", highlight=False)
+    print_report_summary(path, metrics)
 
 
 # --------------------------------------------------------------------------- demo

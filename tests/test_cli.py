@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import mathpal_cli
 from mathpal_cli import app
 
 REPO = Path(__file__).resolve().parents[1]
