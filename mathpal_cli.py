@@ -137,17 +137,22 @@ def prepare_data(
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         tasks: dict[str, int] = {}
 
+        stages = {"open": f"opening {where}", "scroll": f"reading {collection}", "finish": "splitting",
+                  "near_dup": "near-duplicate search", "write": f"writing {out}"}
+
         def report(kind: str, n: int, total: int) -> None:
+            """One bar per stage; the reading and search bars count points (problems) per second."""
             nonlocal read
-            if kind == "stage":
+            if kind in stages:
+                for task_id in tasks.values():
+                    progress.update(task_id, visible=False)
+                tasks.clear()
+                tasks["current"] = progress.add_task(stages[kind], total=total or None, rate="")
                 return
-            if kind not in tasks:
-                label = f"reading {collection}" if kind == "read" else "near-duplicate search"
-                tasks[kind] = progress.add_task(label, total=total, rate="")
-            task = progress.tasks[tasks[kind]]
-            unit = "points/s" if kind == "read" else "problems/s"
+            task = progress.tasks[tasks["current"]]
             done = task.completed + n
-            progress.update(tasks[kind], completed=done, rate=f"{done / max(task.elapsed or 0, 1e-6):,.0f} {unit}")
+            unit = "points/s" if kind == "read" else "problems/s"
+            progress.update(tasks["current"], completed=done, rate=f"{done / max(task.elapsed or 0, 1e-6):,.0f} {unit}")
             if kind == "read":
                 read = done
 
@@ -161,8 +166,8 @@ def prepare_data(
     counts = manifest["counts"]
     rejected = counts["rejected"]
     near = manifest["near_duplicates"]
-    console.print(f"Read {read:,} points from '{collection}' at {where} in {seconds:.1f} s "
-                  f"({read / max(seconds, 1e-6):,.0f} points/s)", highlight=False, soft_wrap=True)
+    console.print(f"Exported {read:,} points of '{collection}' at {where} in {seconds:.1f} s "
+                  f"({read / max(seconds, 1e-6):,.0f} points/s overall)", highlight=False, soft_wrap=True)
     if "skipped" in near:
         console.print(f"near-duplicate check skipped: {near['skipped']}", highlight=False, soft_wrap=True)
     else:

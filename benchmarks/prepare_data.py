@@ -233,7 +233,8 @@ def median_of(runs: list[dict], key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--vectors", action="store_true", help="store 128-d cosine vectors (near-duplicate search runs)")
+    parser.add_argument("--vectors", action="store_true",
+                        help="store 128-d cosine vectors (the near-duplicate search runs)")
     parser.add_argument("--pages", default="4096,16384,32768,65536", help="raw scroll page sizes")
     parser.add_argument("--export-page", type=int, default=None, help="fixed export page (default: its schedule)")
     parser.add_argument("--rounds", type=int, default=3)

@@ -16,27 +16,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-COMET_PROJECT = "mathpal-gemma3n"
+from comet_settings import COMET_PROJECT, QUIET_EXPERIMENT, quiet_comet_console
+
 DEFAULT_OFFLINE_DIR = Path("reports/prepare-data/comet")
 ARTIFACT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "manifest.json")
-
-# Comet's automatic logging watches the process (stdout, git, hardware); a dataset
-# needs none of it, and it costs seconds at exit.
-_QUIET = dict(
-    auto_metric_logging=False,
-    auto_param_logging=False,
-    auto_output_logging=False,
-    log_code=False,
-    log_graph=False,
-    log_git_metadata=False,
-    log_git_patch=False,
-    log_env_details=False,
-    log_env_gpu=False,
-    log_env_host=False,
-    log_env_cpu=False,
-    display_summary_level=0,
-)
-
 
 def artifact_name(collection: str) -> str:
     """``mathpal-<collection>``, with characters Comet does not allow in names replaced by ``-``."""
@@ -62,19 +45,17 @@ def log_dataset_artifact(
     folder: Path, manifest: dict[str, Any], offline_dir: Path = DEFAULT_OFFLINE_DIR, project: str = COMET_PROJECT
 ) -> str:
     """Log the export in ``folder``; returns a line saying where it went (artifact or archive)."""
-    # Comet's own console messages name its staging folder and nag about import order.
-    os.environ.setdefault("COMET_LOGGING_CONSOLE", "error")
-    os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
+    quiet_comet_console()
     import comet_ml
 
     name = artifact_name(manifest["source"]["collection"])
     metadata = artifact_metadata(manifest)
     online = bool(os.environ.get("COMET_API_KEY"))
     if online:
-        experiment = comet_ml.Experiment(project_name=project, **_QUIET)
+        experiment = comet_ml.Experiment(project_name=project, **QUIET_EXPERIMENT)
     else:
         offline_dir.mkdir(parents=True, exist_ok=True)
-        experiment = comet_ml.OfflineExperiment(project_name=project, offline_directory=str(offline_dir), **_QUIET)
+        experiment = comet_ml.OfflineExperiment(project_name=project, offline_directory=str(offline_dir), **QUIET_EXPERIMENT)
     experiment.set_name(f"prepare-data {manifest['source']['collection']}")
     experiment.log_parameters({"collection": manifest["source"]["collection"], **manifest.get("settings", {})})
     experiment.log_metrics(_flat_counts(manifest["counts"]))
@@ -87,7 +68,8 @@ def log_dataset_artifact(
         return f"Comet artifact {name} (dataset) version {getattr(logged, 'version', '?')} logged"
     import hashlib
 
-    sha = {**manifest["files"], "manifest.json": hashlib.sha256((Path(folder) / "manifest.json").read_bytes()).hexdigest()}
+    manifest_sha = hashlib.sha256((Path(folder) / "manifest.json").read_bytes()).hexdigest()
+    sha = {**manifest["files"], "manifest.json": manifest_sha}
     for file_name in ARTIFACT_FILES:
         experiment.log_asset(
             str(Path(folder) / file_name),

@@ -1,12 +1,14 @@
 """Turn a stream of Qdrant points into deduplicated, hash-split chat JSONL, one page at a time.
 
-An export reads every point once.  ``add_points`` keeps of each point only what makes
-a problem (``Piece``) and, for a point that is a whole problem (no ``chunk_id``), builds
-the problem and its JSON line at once, so that this work overlaps the scroll (see
-``dataprep.pipeline``); chunked problems are built by ``finish_export``, once all their
-chunks are in.  ``finish_export`` then removes duplicates and assigns splits, and
-``write_splits`` writes the JSONL files.  Nothing here does I/O except ``write_splits``
-and ``write_export``, so every rule can be tested on payload dicts.
+An export reads every point once.  ``add_points`` (``prepare_points`` then
+``add_prepared``) keeps of each point only what makes a problem (``Piece``) and, for
+a point that is a whole problem (no ``chunk_id``), builds the problem and its JSON
+line at once, so that this work overlaps the scroll (see ``dataprep.pipeline``);
+chunked problems are built by ``build_pending``, once all their chunks are in.
+Results never depend on the order points arrive in, so the work can be split between
+processes (``merge_export``).  ``finish_export`` then removes duplicates and assigns
+splits, and ``write_splits`` writes the JSONL files.  Nothing here does I/O except
+``write_splits`` and ``write_export``, so every rule can be tested on payload dicts.
 
 The output directory is written in a sibling temporary folder and renamed into
 place, so a crash or kill at any moment leaves the previous export whole.
@@ -280,6 +282,42 @@ def _representative(pieces: list[tuple[PointId, Piece]]) -> PointId:
     return min(pieces, key=order)[0]
 
 
+def build_pending(state: ExportState) -> None:
+    """Build every entry not built yet (chunked ones, and whole ones that got more points)."""
+    built = state.built
+    for entry, group in state.pieces.items():
+        if entry not in built:
+            built[entry] = build_entry(state, entry, group)
+
+
+def merge_export(state: ExportState, part: ExportState) -> None:
+    """Add what another process grouped and built (``part``) to ``state``, as if read here.
+
+    An entry found in both is joined and built again at the end, like any entry whose
+    points arrive in several pages.
+    """
+    state.points_read += part.points_read
+    state.filtered_out += part.filtered_out
+    state.type_matches += part.type_matches
+    state.grade_matches += part.grade_matches
+    for seen, more in ((state.seen_types, part.seen_types), (state.seen_grades, part.seen_grades)):
+        for value in sorted(more):
+            if len(seen) < _SEEN_LIMIT:
+                seen.add(value)
+    state.filtered_entries |= part.filtered_entries
+    state.orphans += part.orphans
+    pieces, built = state.pieces, state.built
+    for entry, group in part.pieces.items():
+        mine = pieces.get(entry)
+        if mine is None:
+            pieces[entry] = group
+            if entry in part.built:
+                built[entry] = part.built[entry]
+        else:
+            mine.extend(group)
+            built.pop(entry, None)
+
+
 def finish_export(
     state: ExportState, val_fraction: float = 0.05, test_fraction: float = 0.05, near_dup: bool = True
 ) -> Summary:
@@ -290,10 +328,8 @@ def finish_export(
     ``near_dup`` the summary also lists what the near-duplicate search needs.
     """
     check_fractions(val_fraction, test_fraction)
+    build_pending(state)
     built = state.built
-    for entry, group in state.pieces.items():
-        if entry not in built:
-            built[entry] = build_entry(state, entry, group)
     rejected: Counter[str] = Counter()
     rejects: list[Rejected] = []
     kept: dict[bytes, str] = {}

@@ -11,8 +11,10 @@ first chunk (or of its only point): that chunk starts with the question, where
 near-copies show, and the feature pipeline embedded it with the same model as every
 other point, so no embedding model is needed here.  Each validation/test problem's
 vector is fetched from Qdrant and searched with Qdrant itself (``query_batch_points``):
-on a server that is its HNSW index; in local mode an exact scan of every stored vector
-(its cost grows with the collection, see docs/performance.md).  A hit counts only if
+on a server that is its HNSW index (approximate: a rare miss leaves a problem where the
+hash put it; an unchanged collection gives the same answer again); in local mode an
+exact scan of every stored vector, whose cost grows with the collection (75 ms a query
+at 100k points, see docs/performance.md).  A hit counts only if
 it is the first point of a training problem (or of a duplicate of one) with cosine
 >= the threshold; hits on the problem's own points, on other validation/test problems,
 on filtered-out or rejected entries, and on later chunks are skipped.

@@ -1,17 +1,21 @@
 """``prepare-data`` end to end: scroll Qdrant here, build problems in a worker process, write atomically.
 
-Reading the points is the floor of an export's cost, so the rest hides behind it:
-this process only scrolls (the Qdrant client is not shareable, and local mode is
-pure Python) and hands each page, reduced to the few fields a problem needs, to a
-worker process that cleans, builds and serialises problems while the next page is
-read (``dataprep.export``).  On a 2-core machine the two run side by side.  The
+Reading the points is the floor of an export's cost, so the rest hides behind it.
+This process scrolls (the Qdrant client is not shareable, and local mode is pure
+Python, so one core is all the scroll can use) and hands each page of whole-problem
+points, reduced to the few fields a problem needs, to a worker process that cleans,
+builds and serialises them while the next page is read (``dataprep.export``).
+Chunks stay here, grouped by entry as they come.  When the scroll ends this process
+builds the chunked problems and then takes its share of the pages the worker has not
+reached yet, so that both cores finish together; the worker merges it all.  The
 worker is forked before the Qdrant client opens, so it never holds the store's lock,
 and it exits when this process goes away (its end of the pipe closes).
 
-After the scroll: the worker removes duplicates and assigns splits; this process
-asks Qdrant for the near-duplicates of validation/test problems (``near_duplicates``);
-then the worker writes the JSONL files into a staging folder, this process adds the
-manifest (and the Comet artifact) and renames the folder into place.
+After that the worker removes duplicates and assigns splits; this process asks Qdrant
+for the near-duplicates of validation/test problems (``near_duplicates``); then the
+worker writes the JSONL files into a staging folder, this process adds the manifest
+(and the Comet artifact) and renames the folder into place.  Any failure before the
+rename leaves the previous export untouched.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import gc
 import json
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -37,7 +42,9 @@ from dataprep.export import (
     Summary,
     add_points,
     add_prepared,
+    build_pending,
     finish_export,
+    merge_export,
     move_to_train,
     new_export,
     point_fields,
@@ -50,8 +57,9 @@ from dataprep.splits import SPLIT_SALT, check_fractions
 # page is fully sent, large enough that pickling overhead stays negligible.
 MESSAGE_POINTS = 2048
 DEFAULT_NEAR_DUP_THRESHOLD = 0.97
-# Events reported to the caller's progress callback: ("read", points, total) per page,
-# ("near_dup", problems, total) per search batch, ("stage", 0, 0) with a description.
+# Events reported to the caller's progress callback, ``(kind, n, total)``: a stage starts
+# ("open", "scroll" with the number of points, "finish", "near_dup" with the number of
+# problems to check, "write"), or work is done within it ("read" n points, "searched" n problems).
 Progress = Callable[[str, int, int], None]
 
 
@@ -120,6 +128,9 @@ def _handle(box: dict[str, Any], message: tuple) -> Any:
     if kind == "prepared":
         add_prepared(state, message[1])
         return None
+    if kind == "merge":
+        merge_export(state, message[1])
+        return None
     if kind == "finish":
         return finish_export(state, *message[1:])
     if kind == "write":
@@ -146,7 +157,9 @@ def _worker_main(inbox: Any, outbox: Any, spare: list[Any]) -> None:
         except (EOFError, OSError):
             return
         if message[0] == "close":
-            return
+            # Skip the interpreter's teardown: freeing every object of a large export one by
+            # one takes a noticeable part of a second, and the parent waits for our exit.
+            os._exit(0)
         reply = None
         if error is None:
             try:
@@ -248,9 +261,13 @@ class _Engine:
             raise RuntimeError(f"the prepare-data worker failed:\n{reply}")
         return reply
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the worker: politely after a finished export, at once after a failure or Ctrl-C."""
         if self.process is None:
             return
+        if abort:
+            self.process.kill()
+            self.send_error = self.send_error or RuntimeError("aborted")
         self.outgoing.put(("close",))
         self.outgoing.put(None)
         self.sender.join(timeout=10)
@@ -272,7 +289,8 @@ def _no_match_message(summary: Summary, collection: str) -> str:
         return f"collection '{collection}' is empty: fill it (e.g. `mathpal seed-qdrant`) or pick another --collection"
     if f["type"] and f["type_matches"] == 0:
         found = ", ".join(f["other_types"]) or "none"
-        return f"--type {' '.join(f['type'])} matched none of the {summary.counts['points_read']} points (types found: {found})"
+        return (f"--type {' '.join(f['type'])} matched none of the {summary.counts['points_read']} points "
+                f"(types found: {found})")
     if f["grade_id"] and f["grade_matches"] == 0:
         found = ", ".join(f["other_grades"]) or "none"
         return (f"--grade {' '.join(f['grade_id'])} matched none of the {summary.counts['points_read']} points "
@@ -298,7 +316,9 @@ def check_summary(summary: Summary, settings: ExportSettings) -> None:
     if settings.strict and rejected:
         raise ExportError(f"--strict: {rejected} of {counts['entries']} entries rejected: {_reject_message(summary)}")
     if counts["kept"] == 0:
-        raise ExportError(f"no problem left to export: all {counts['entries']} entries rejected: {_reject_message(summary)}")
+        raise ExportError(
+            f"no problem left to export: all {counts['entries']} entries rejected: {_reject_message(summary)}"
+        )
 
 
 # --------------------------------------------------------------------------- the export
@@ -319,7 +339,7 @@ def run_export(
     there leaves the previous export in place too.
     """
     from dataprep.near_duplicates import find_near_duplicates
-    from dataprep.qdrant_source import dense_vector, page_sizes, require_collection, scroll_records
+    from dataprep.qdrant_source import dense_vector, page_sizes, require_collection, scroll_records, server_failure
 
     report = progress or (lambda kind, n, total: None)
     check_settings(settings)
@@ -331,22 +351,35 @@ def run_export(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     engine = _Engine(settings.worker)
+    failed = True
     try:
+        report("open", 0, 0)
         client = open_client()
         try:
             require_collection(client, settings.collection, source.get("qdrant", ""))
             total = client.count(settings.collection, exact=True).count
             usable, vector_name, why_not = dense_vector(client, settings.collection)
             engine.start(("start", settings.types, settings.grades, settings.system_prompt))
-            sizes = iter(lambda: settings.page_size, None) if settings.page_size else page_sizes(settings.local, total)
+            # Chunks stay here: grouping them is cheap while scrolling, and building them once
+            # the scroll is over keeps this process busy while the worker catches up.
+            chunks = new_export(settings.types, settings.grades, settings.system_prompt)
+            sizes = iter(lambda: settings.page_size, None) if settings.page_size else page_sizes(settings.local)
+            report("scroll", 0, total)
             for page in scroll_records(client, settings.collection, sizes):
-                fields = [point_fields(record.id, record.payload or {}) for record in page]
-                for start in range(0, len(fields), MESSAGE_POINTS):
-                    engine.post(("points", fields[start:start + MESSAGE_POINTS]))
+                whole, chunked = [], []
+                for record in page:
+                    fields = point_fields(record.id, record.payload or {})
+                    (chunked if fields[4] else whole).append(fields)
+                for start in range(0, len(whole), MESSAGE_POINTS):
+                    engine.post(("points", whole[start:start + MESSAGE_POINTS]))
+                add_points(chunks, chunked)
                 report("read", len(page), total)
-                del page, fields
-            engine.share_backlog(new_export(settings.types, settings.grades, settings.system_prompt))
-            report("stage", 0, 0)
+                del page, whole, chunked
+            build_pending(chunks)
+            engine.share_backlog(chunks)
+            engine.post(("merge", chunks))
+            del chunks
+            report("finish", 0, 0)
             search = settings.near_dup and usable
             summary: Summary = engine.call(("finish", settings.val_fraction, settings.test_fraction, search))
             check_summary(summary, settings)
@@ -357,13 +390,20 @@ def run_export(
             elif not usable:
                 near["skipped"] = why_not
             else:
+                report("near_dup", 0, len(summary.candidates))
                 moved, checked = find_near_duplicates(
                     client, settings.collection, vector_name, summary.candidates, summary.train_points,
-                    settings.near_dup_threshold, lambda n: report("near_dup", n, len(summary.candidates)),
+                    settings.near_dup_threshold, lambda n: report("searched", n, len(summary.candidates)),
                 )
                 near.update({"vector": vector_name or "(default)", "checked": checked, "moved": moved})
+        except Exception as err:
+            failure = server_failure(err, source.get("qdrant", ""))
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             client.close()
+        report("write", 0, 0)
         with staged_dir(Path(out_dir)) as staging:
             files, counts = engine.call(("write", str(staging), [m["id"] for m in moved]))
             manifest = {
@@ -387,8 +427,9 @@ def run_export(
                                                    encoding="utf-8")
             if artifact is not None:
                 artifact(staging, manifest)
+        failed = False
     finally:
-        engine.close()
+        engine.close(abort=failed)
         if gc_was_enabled:
             gc.enable()
     return manifest

@@ -32,6 +32,8 @@ PROBE_TIMEOUT_S = 4.0
 CLIENT_TIMEOUT_S = 60
 # The message qdrant-client's local mode raises when another process holds the store's lock.
 _LOCKED_MARK = "already accessed by another instance"
+# The file a local store keeps its collections' configuration in (qdrant_client.local.qdrant_local).
+_META_FILE = "meta.json"
 
 # Scroll pages.  Local mode sorts every point id on each scroll call (0.15-0.25 s per call
 # at 100k points, measured in benchmarks/prepare_data.py), so it wants few, large pages;
@@ -88,7 +90,32 @@ def open_source(path: Path | str | None = None, url: str | None = None) -> Qdran
             raise SourceError(
                 f"Qdrant store {folder} does not exist: run `mathpal seed-qdrant` or pass --qdrant-path/--qdrant-url"
             )
+        if not (folder / _META_FILE).is_file():  # opening would write a lock file into someone's folder
+            raise SourceError(
+                f"{folder} holds no Qdrant collections (no {_META_FILE}): "
+                "check --qdrant-path or run `mathpal seed-qdrant`"
+            )
     return open_client(path, url)
+
+
+def server_failure(err: BaseException, where: str) -> SourceError | None:
+    """A one-line ``SourceError`` for a failed Qdrant request (HTTP status or connection error), else None."""
+    from qdrant_client.http.exceptions import ApiException
+
+    try:
+        import grpc
+
+        grpc_error: tuple[type, ...] = (grpc.RpcError,)
+    except ImportError:  # pragma: no cover - grpc ships with qdrant-client
+        grpc_error = ()
+    import httpx
+
+    if isinstance(err, (ApiException, httpx.HTTPError, *grpc_error)):
+        status = getattr(err, "status_code", None)
+        if status in (401, 403):
+            return SourceError(f"Qdrant server {where} refused the API key (HTTP {status}): set QDRANT_API_KEY")
+        return SourceError(f"Qdrant at {where} failed: {_short(err)}")
+    return None
 
 
 def probe_server(url: str, timeout: float | None = None) -> None:
@@ -145,6 +172,11 @@ def require_collection(client: QdrantClient, collection: str, where: str) -> Non
     try:
         names = sorted(c.name for c in client.get_collections().collections)
     except Exception as err:  # a server that answered the probe but fails the API call
+        failure = server_failure(err, where)
+        if failure is None:
+            raise
+        if "API key" in str(failure):
+            raise failure from None
         raise SourceError(f"Qdrant at {where} failed to list collections ({_short(err)})") from None
     if collection not in names:
         existing = ", ".join(names) if names else "none"
@@ -183,7 +215,7 @@ def dense_vector(client: QdrantClient, collection: str) -> tuple[bool, str | Non
     return True, name, ""
 
 
-def page_sizes(local: bool, total: int) -> Iterator[int]:
+def page_sizes(local: bool) -> Iterator[int]:
     """Scroll page sizes: local mode, a small first page and then few large ones; a server, even pages."""
     if not local:
         while True:

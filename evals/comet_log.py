@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urljoin
 
-COMET_PROJECT = "mathpal-gemma3n"
+from comet_settings import COMET_PROJECT, QUIET_EXPERIMENT, quiet_comet_console
+
 COMET_PROBE_TIMEOUT_S = 10.0
 SAMPLES_TABLE = "samples.csv"
 # Columns of the samples table, in order (prediction last: it is the long one).
@@ -28,24 +29,6 @@ TABLE_COLUMNS = (
     "model", "id", "grade_id", "topic", "question", "answer", "extracted_answer", "correct",
     "accuracy", "relevance", "completeness", "clarity", "prediction",
 )
-
-# Comet's automatic logging watches the process (stdout, git, hardware); an eval
-# report needs none of it, and it costs seconds at exit.
-_QUIET = dict(
-    auto_metric_logging=False,
-    auto_param_logging=False,
-    auto_output_logging=False,
-    log_code=False,
-    log_graph=False,
-    log_git_metadata=False,
-    log_git_patch=False,
-    log_env_details=False,
-    log_env_gpu=False,
-    log_env_host=False,
-    log_env_cpu=False,
-    display_summary_level=0,
-)
-
 
 class CometResult(NamedTuple):
     """Where the log went: ``mode`` is "online" (``url`` set) or "offline" (``archive`` set);
@@ -75,17 +58,10 @@ def samples_table(samples: Sequence[dict[str, Any]]) -> list[list[Any]]:
     return [["" if s.get(c) is None else s.get(c) for c in TABLE_COLUMNS] for s in samples]
 
 
-def _quiet_comet() -> None:
-    """Comet's console messages name the staging folder and nag about import order; we print
-    the outcome ourselves."""
-    os.environ.setdefault("COMET_LOGGING_CONSOLE", "error")
-    os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
-
-
 def comet_server_url() -> str:
     """The server address comet_ml will use: its config (``COMET_URL_OVERRIDE``, ~/.comet.config),
     or the address an API key carries, or comet.com."""
-    _quiet_comet()
+    quiet_comet_console()
     from comet_ml.config import get_api_key, get_backend_address, get_config
 
     config = get_config()
@@ -160,7 +136,7 @@ def log_to_comet(
     Online when ``COMET_API_KEY`` is set and the server answers; otherwise into an offline
     archive in ``offline_dir`` (created only then).
     """
-    _quiet_comet()
+    quiet_comet_console()
     import comet_ml
 
     fallback = None
@@ -168,7 +144,7 @@ def log_to_comet(
         url = comet_server_url()
         fallback = probe_server(url, probe_timeout)
         if fallback is None:
-            experiment = comet_ml.Experiment(project_name=project, **_QUIET)
+            experiment = comet_ml.Experiment(project_name=project, **QUIET_EXPERIMENT)
             if experiment.alive:
                 _log_everything(experiment, run_name, metrics, params, samples, assets, chart)
                 experiment.end()
@@ -178,7 +154,7 @@ def log_to_comet(
         else:
             fallback = f"server {url} unreachable within {probe_timeout:g} s ({fallback})"
     offline_dir.mkdir(parents=True, exist_ok=True)
-    experiment = comet_ml.OfflineExperiment(project_name=project, offline_directory=str(offline_dir), **_QUIET)
+    experiment = comet_ml.OfflineExperiment(project_name=project, offline_directory=str(offline_dir), **QUIET_EXPERIMENT)
     _log_everything(experiment, run_name, metrics, params, samples, assets, chart)
     experiment.end()
     archives = sorted(offline_dir.glob("*.zip"), key=lambda p: p.stat().st_mtime)

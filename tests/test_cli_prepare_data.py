@@ -65,10 +65,10 @@ def test_prepare_data_reports_throughput_and_writes_the_splits(in_tmp, sample_st
     result = invoke("--qdrant-path", str(sample_store), "--out", "data")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith(f"Read {len(lines) and ''}") and "points/s)" in lines[0]
     manifest = json.loads((in_tmp / "data" / "manifest.json").read_text())
     counts = manifest["counts"]
-    assert f"Read {counts['points_read']:,} points from 'vector_exams'" in lines[0]
+    assert lines[0].startswith(f"Exported {counts['points_read']:,} points of 'vector_exams' at {sample_store} in ")
+    assert lines[0].endswith(" points/s overall)")
     assert f"near-duplicates: {counts['near_duplicates_moved']} of " in result.output
     assert (f"Wrote data/: train {counts['splits']['train']}, validation {counts['splits']['validation']}, "
             f"test {counts['splits']['test']} (kept 80 of ") in result.output
@@ -246,3 +246,21 @@ def test_sigkill_at_any_moment_leaves_the_previous_export_whole(in_tmp, sample_s
     assert subprocess.run(argv, cwd=in_tmp, env=env, capture_output=True).returncode == 0
     after = _snapshot(in_tmp / "data")
     assert after != before and json.loads(after["manifest.json"])["counts"]["kept"] == 80
+
+
+def test_seed_qdrant_errors_are_one_line(in_tmp, sample_store):
+    from dataprep.qdrant_source import open_client
+
+    holder = open_client(sample_store)
+    try:
+        result = runner.invoke(app, ["seed-qdrant", "--problems", "5", "--qdrant-path", str(sample_store)],
+                               terminal_width=400)
+    finally:
+        holder.close()
+    assert "is open in another process" in error_line(result)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = runner.invoke(app, ["seed-qdrant", "--qdrant-url", f"localhost:{port}"], terminal_width=400)
+    assert f"Qdrant server http://localhost:{port} is unreachable" in error_line(result)
+    assert visible(in_tmp) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import socket
 import threading
@@ -179,7 +180,8 @@ def test_near_duplicates_agree_with_a_brute_force_search(exported, crawl):
     train = np.array([hash_embedding(first_chunk[e]) for e in train_entries])
     expected = {
         row["id"] for row in rows
-        if by_hash[row["id"]] != "train" and (train @ np.array(hash_embedding(first_chunk[row["entry_id"]]))).max() >= 0.97
+        if by_hash[row["id"]] != "train"
+        and (train @ np.array(hash_embedding(first_chunk[row["entry_id"]]))).max() >= 0.97
     }
     assert moved == expected
     assert len(expected) == 1
@@ -229,10 +231,10 @@ def test_in_process_and_any_page_size_give_the_same_bytes(tmp_path, store, expor
 
 
 def test_local_page_schedule():
-    local = page_sizes(True, 100_000)
+    local = page_sizes(True)
     assert [next(local) for _ in range(3)] == [qdrant_source.LOCAL_FIRST_PAGE, qdrant_source.LOCAL_PAGE,
                                                qdrant_source.LOCAL_PAGE]
-    server = page_sizes(False, 100_000)
+    server = page_sizes(False)
     assert {next(server) for _ in range(3)} == {qdrant_source.SERVER_PAGE}
 
 
@@ -398,3 +400,62 @@ def test_previous_export_survives_a_failed_one(tmp_path, store, exported):
         export(store, out, strict=True)
     assert split_bytes(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_failed_export_leaves_no_worker_behind(tmp_path, store):
+    import multiprocessing
+
+    with pytest.raises(ExportError):
+        export(store, tmp_path / "data", strict=True)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_folder_that_is_not_a_store_is_refused_untouched(tmp_path):
+    folder = tmp_path / "not-a-store"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    with pytest.raises(SourceError, match=r"holds no Qdrant collections \(no meta\.json\)"):
+        export(folder, tmp_path / "data")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+class _Broken:
+    """An HTTP server on 127.0.0.1 that answers every request with one status (not a Qdrant)."""
+
+    def __init__(self, status: int):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"status": {"error": "broken"}}')
+
+            do_POST = do_PUT = do_GET  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    (401, "refused the API key (HTTP 401): set QDRANT_API_KEY"),
+    (500, "failed to list collections (HTTP 500)"),
+])
+def test_a_server_that_fails_is_one_line(tmp_path, status, message):
+    broken = _Broken(status)
+    try:
+        with pytest.raises(SourceError, match=re.escape(message)):
+            run_export(lambda: open_source(None, broken.url), settings(local=False), tmp_path / "data",
+                       {"qdrant": broken.url})
+    finally:
+        broken.close()
+    assert_nothing_written(tmp_path)
