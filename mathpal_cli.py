@@ -275,6 +275,8 @@ def prepare_launch(
         deepspeed = "zero2"  # several GPUs and no choice made: ZeRO-2 shards optimizer state and gradients
     if deepspeed:
         ds_path = DEEPSPEED_PRESETS.get(deepspeed, Path(deepspeed))
+        if deepspeed in DEEPSPEED_PRESETS and not ds_path.is_file():
+            ds_path = Path(__file__).resolve().parent / ds_path  # run from outside the checkout
         if deepspeed not in DEEPSPEED_PRESETS and ds_path.suffix != ".json":
             raise fail(f"--deepspeed {deepspeed}: unknown ZeRO stage; use zero1, zero2, zero3 or a JSON file")
         if not ds_path.is_file():

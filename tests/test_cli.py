@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from mathpal_cli import app
@@ -77,6 +78,48 @@ def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(mon
     assert env["COMET_START_ONLINE"] == "0" and env["COMET_OFFLINE_DIRECTORY"] == "outputs/smoke/comet"
     assert log_path == Path("outputs/smoke/logs/training.log")
     assert "learning_rate: 0.0005" in (smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    "gpus, deepspeed, expected_ds, launch",
+    [
+        ("0", None, None, ["--num_processes", "1", "--num_machines", "1", "--cpu", "--mixed_precision", "no"]),
+        ("1", None, None, ["--num_processes", "1", "--num_machines", "1"]),
+        ("1", "zero1", "zero1.json", ["--num_processes", "1", "--num_machines", "1"]),
+        ("2", None, "zero2.json", ["--num_processes", "2", "--num_machines", "1", "--multi_gpu"]),
+        ("8", "zero3", "zero3_bf16.json", ["--num_processes", "8", "--num_machines", "1", "--multi_gpu"]),
+    ],
+)
+def test_dry_run_argv_and_deepspeed_choice(gpus, deepspeed, expected_ds, launch, smoke_inputs):
+    args = ["train", str(SMOKE), "--num-gpus", gpus, "--dry-run"] + (["--deepspeed", deepspeed] if deepspeed else [])
+    result = runner.invoke(app, args, terminal_width=400)
+    assert result.exit_code == 0, result.output
+    command = next(line for line in result.output.splitlines() if " launch " in line).split()
+    assert command[2:] == [*launch, "--dynamo_backend", "no", "-m", "axolotl.cli.train",
+                           "outputs/smoke/recipe.resolved.yml"]
+    resolved = yaml.safe_load((smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text())
+    if expected_ds:
+        assert Path(resolved["deepspeed"]).name == expected_ds and Path(resolved["deepspeed"]).is_file()
+    else:
+        assert "deepspeed" not in resolved
+
+
+def test_dry_run_two_nodes(smoke_inputs):
+    result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "8", "--num-machines", "2", "--machine-rank", "0",
+                                 "--main-process-ip", "10.1.2.3", "--main-process-port", "29555", "--dry-run"],
+                           terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert ("--num_processes 16 --num_machines 2 --machine_rank 0 --main_process_ip 10.1.2.3 "
+            "--main_process_port 29555 --multi_gpu") in result.output
+
+
+def test_secrets_in_the_environment_stay_out_of_the_resolved_recipe(smoke_inputs, monkeypatch):
+    monkeypatch.setenv("COMET_API_KEY", "comet-secret-123")
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "s" * 34)
+    result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0", "--dry-run"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    text = (smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text()
+    assert "comet-secret-123" not in text and "hf_sss" not in text and "comet-secret-123" not in result.output
 
 
 @pytest.mark.parametrize(
