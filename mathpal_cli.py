@@ -217,7 +217,8 @@ def tiny_model(
 
 # `--quick-test`: the seed's quick test, applied over any recipe.
 QUICK_TEST = [("max_steps", 20), ("sequence_len", 1024), ("learning_rate", 1e-4), ("micro_batch_size", 1),
-              ("gradient_accumulation_steps", 2), ("save_steps", 10), ("eval_steps", 10), ("warmup_steps", 5)]
+              ("gradient_accumulation_steps", 2), ("save_strategy", "steps"), ("save_steps", 10), ("eval_steps", 10),
+              ("warmup_steps", 5)]
 
 
 def resolve(recipe: Path, sets: list[str], extra: list[tuple[str, object]]) -> dict:

@@ -104,6 +104,18 @@ def test_dry_run_argv_and_deepspeed_choice(gpus, deepspeed, expected_ds, launch,
         assert "deepspeed" not in resolved
 
 
+def test_quick_test_and_experiment_name_overrides(smoke_inputs):
+    result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0", "--quick-test", "--experiment-name", "try-1",
+                                 "--dry-run"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text())
+    assert {k: resolved[k] for k in ("max_steps", "sequence_len", "learning_rate", "micro_batch_size",
+                                     "gradient_accumulation_steps", "save_steps", "eval_steps")} == {
+        "max_steps": 20, "sequence_len": 1024, "learning_rate": 1e-4, "micro_batch_size": 1,
+        "gradient_accumulation_steps": 2, "save_steps": 10, "eval_steps": 10}
+    assert resolved["comet_experiment_config"] == {"name": "try-1"}
+
+
 def test_dry_run_two_nodes(smoke_inputs):
     result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "8", "--num-machines", "2", "--machine-rank", "0",
                                  "--main-process-ip", "10.1.2.3", "--main-process-port", "29555", "--dry-run"],
