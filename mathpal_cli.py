@@ -312,7 +312,7 @@ def train(
     dry_run: Annotated[bool, typer.Option(help="Print the command and write the resolved recipe only.")] = False,
 ) -> None:
     """Train with Axolotl: validate, apply overrides, then run `accelerate launch -m axolotl.cli.train`."""
-    from training.launcher import comet_env, launch_env, run_logged, visible_gpus
+    from training.launcher import TRAINING_LOG, job_env, run_logged, visible_gpus
 
     if num_gpus and not dry_run and num_gpus > (seen := visible_gpus(dict(os.environ))):
         raise fail(f"--num-gpus {num_gpus} asked for, but {seen} GPU(s) visible: lower it, or --num-gpus 0 for the CPU")
@@ -325,11 +325,8 @@ def train(
         flags.append(("comet_experiment_config", {"name": experiment_name}))
     nodes = (num_machines, machine_rank, main_process_ip, main_process_port)
     argv, resolved_path, resolved = prepare_launch(recipe, num_gpus, deepspeed, flags, set_, nodes)
-    env = launch_env()
-    env.update(comet_env(env, Path(resolved["output_dir"])))
-    if debug:
-        env["AXOLOTL_LOG_LEVEL"] = "DEBUG"
-    log_path = Path(resolved["output_dir"]) / "logs" / "training.log"
+    env = job_env(Path(resolved["output_dir"]), debug)
+    log_path = Path(resolved["output_dir"]) / TRAINING_LOG
     console.print(f"resolved recipe: {resolved_path}", highlight=False)
     console.print(" ".join(argv), highlight=False, soft_wrap=True)
     if dry_run:
@@ -435,7 +432,7 @@ def demo(
     recipe: Annotated[Path, typer.Option(help="CPU recipe to train.")] = Path("recipes/smoke.yml"),
 ) -> None:
     """Run the whole pipeline on a CPU: seed Qdrant, prepare data, tiny model, train, eval."""
-    from training.launcher import comet_env, launch_env, run_logged
+    from training.launcher import TRAINING_LOG, job_env, run_logged
 
     timings: list[tuple[str, float]] = []
 
@@ -454,10 +451,8 @@ def demo(
         flags = [("max_steps", max_steps)] if max_steps else []
         argv, _, resolved = prepare_launch(recipe, 0, None, flags, [])
         output = Path(resolved["output_dir"])
-        env = launch_env()
-        env.update(comet_env(env, output))
         console.print(" ".join(argv), highlight=False, soft_wrap=True)
-        code = run_logged(argv, env, output / "logs" / "training.log")
+        code = run_logged(argv, job_env(output), output / TRAINING_LOG)
         if code != 0:
             raise fail(f"training exited with status {code}: see the Axolotl log above")
         return output

@@ -19,6 +19,8 @@ import yaml
 from atomic_files import write_text_atomic
 
 RESOLVED_RECIPE_NAME = "recipe.resolved.yml"
+# Where `mathpal train` copies the job's output, inside the recipe's output_dir.
+TRAINING_LOG = Path("logs") / "training.log"
 
 # Environment variables the seed documented, mapped to the Axolotl keys they set.
 ENV_OVERRIDES: dict[str, str] = {
@@ -188,4 +190,14 @@ def launch_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for the launched job: the caller's, with telemetry off."""
     env = dict(os.environ if base is None else base)
     env.update(LAUNCH_ENV)
+    return env
+
+
+def job_env(output_dir: Path, debug: bool = False) -> dict[str, str]:
+    """The full environment of a training job: telemetry off, Comet offline without a key,
+    and Axolotl's debug logging when asked."""
+    env = launch_env()
+    env.update(comet_env(env, Path(output_dir)))
+    if debug:
+        env["AXOLOTL_LOG_LEVEL"] = "DEBUG"
     return env
