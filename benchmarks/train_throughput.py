@@ -239,6 +239,60 @@ def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int
     return result
 
 
+def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, steps: int = 4) -> dict:
+    """One training step of the baseline's model under torch.profiler (CUDA kernels only).
+
+    Same libraries and kernels as the recipe (transformers' Gemma-3n, PEFT LoRA r=32,
+    bitsandbytes nf4, gradient checkpointing, bf16 autocast) on ``micro_batch`` full rows
+    of ``seq_len`` tokens, like a packed batch. The unprofiled step time is measured in
+    the same process, so the GPU's busy share is not distorted by the profiler's overhead.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from benchmarks.profile_trace import summarize
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True, llm_int8_skip_modules=SKIP_4BIT), device_map={"": 0}, dtype=torch.bfloat16)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = get_peft_model(model, LoraConfig(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS,
+                                             task_type="CAUSAL_LM"))
+    model.train()  # from_pretrained returns eval mode, where checkpointing and dropout are off
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4, fused=True)
+    ids = torch.randint(3, 4096, (micro_batch, seq_len), device="cuda")
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    step_s = (time.perf_counter() - start) / steps
+    torch.cuda.reset_peak_memory_stats()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    prof.export_chrome_trace(str(trace))
+    summary = summarize(trace, step_s)
+    summary.update({"micro_batch": micro_batch, "seq_len": seq_len, "tokens_per_s": micro_batch * seq_len / step_s,
+                    "peak_gib": torch.cuda.max_memory_allocated() / 2**30})
+    trace.unlink()
+    del model, optimizer
+    torch.cuda.empty_cache()
+    return summary
+
+
 # --------------------------------------------------------------------------- production (Axolotl)
 
 
@@ -256,7 +310,7 @@ def parse_axolotl_logs(text: str) -> list[dict]:
 
 
 def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: str, changes: list[str],
-                   real_per_trained: float) -> dict:
+                   real_per_trained: float, log_dir: Path | None = None) -> dict:
     """`mathpal train recipes/production.yml` with the benchmark's overrides (and a variant's changes)."""
     out = work / f"out-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
     argv = [sys.executable, "-m", "mathpal_cli", "train", str(REPO / "recipes" / "production.yml"), "--num-gpus", "1",
@@ -268,6 +322,8 @@ def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: s
     proc = subprocess.run(argv, cwd=work, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     (work / f"{out.name}.log").write_text(log)
+    if log_dir:
+        (log_dir / f"{out.name}.log").write_text(log)
     if proc.returncode != 0:
         tail = log.strip().splitlines()[-3:]
         return {"variant": name, "error": f"exit {proc.returncode}: {' | '.join(tail)[:300]}"}
@@ -275,6 +331,7 @@ def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: s
     rates = [e["tokens/train_per_sec_per_gpu"] for e in logs[warmup:] if e.get("tokens/train_per_sec_per_gpu")]
     trained = sum(rates) / len(rates) if rates else float("nan")
     evals = [float(m) for m in re.findall(r"\{'eval_loss': '?([-\d.e+naif]+)'?", log)]
+    profile = summarize_profile(out, logs)
     return {
         "variant": name,
         "eval_loss_start": evals[0] if evals else None,
@@ -285,7 +342,31 @@ def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: s
         "loss_last": logs[-1]["loss"] if logs else None,
         "grad_norm_finite": all(e["grad_norm"] == e["grad_norm"] and abs(e["grad_norm"]) != float("inf") for e in logs),
         "wall_s": time.perf_counter() - started,
+        **({"profile": profile} if profile else {}),
     }
+
+
+def summarize_profile(out: Path, logs: list[dict]) -> dict | None:
+    """Kernel-time summary of Axolotl's profiler trace (a variant with ``profiler_steps``), if any.
+
+    The unprofiled step time, to set the GPU's busy time against, comes from the steps
+    logged before the profiled one: trained tokens in the step ÷ that step's tokens/s.
+    """
+    trace = out / "profiler_trace.json"
+    if not trace.exists():
+        return None
+    from benchmarks.profile_trace import format_summary, summarize
+
+    seconds = []
+    for before, entry in zip(logs, logs[1:-1]):
+        rate = entry.get("tokens/train_per_sec_per_gpu")
+        if rate:
+            seconds.append((entry["tokens/trainable"] - before["tokens/trainable"]) / rate)
+    step_s = sorted(seconds)[len(seconds) // 2] if seconds else None
+    summary = summarize(trace, step_s)
+    print(format_summary(summary), flush=True)
+    trace.unlink()  # hundreds of MB; the summary is what is kept
+    return summary
 
 
 # --------------------------------------------------------------------------- main
@@ -303,6 +384,10 @@ def main() -> None:
     parser.add_argument("--baseline-micro-batches", default="8")
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--log-dir", type=Path, help="also copy each Axolotl run's log here")
+    parser.add_argument("--profile-micro-batches", default="",
+                        help="comma list: profile one step of the baseline's model at these micro batches of "
+                             "--seq-len rows (GPU only)")
     args = parser.parse_args()
 
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
@@ -326,6 +411,14 @@ def main() -> None:
     print(f"FLOPs/token {flops['flops_per_token'] / 1e9:.2f} G (linear params {flops['linear_params'] / 1e9:.3f} B); "
           f"real/trained tokens {real_per_trained:.2f}; bf16 matmul {peak and round(peak)} TFLOP/s", flush=True)
 
+    profiles = []
+    for mb in [int(x) for x in args.profile_micro_batches.split(",") if x.strip()]:
+        from benchmarks.profile_trace import format_summary
+
+        profiles.append(profile_step(model_dir, mb, args.seq_len, work / f"trace-mb{mb}.json"))
+        print(f"\n== profile: micro batch {mb} x {args.seq_len} tokens, {profiles[-1]['tokens_per_s']:.0f} tokens/s, "
+              f"peak {profiles[-1]['peak_gib']:.1f} GiB\n" + format_summary(profiles[-1]), flush=True)
+
     results = []
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
         if variant == "baseline":
@@ -334,7 +427,8 @@ def main() -> None:
                 print(json.dumps(results[-1]), flush=True)
         elif variant.startswith("production"):
             changes = variant.split(":", 1)[1].split(";") if ":" in variant else []
-            results.append(run_production(work, model_dir, args.steps, args.warmup, variant, changes, real_per_trained))
+            results.append(run_production(work, model_dir, args.steps, args.warmup, variant, changes, real_per_trained,
+                                          args.log_dir))
             print(json.dumps(results[-1]), flush=True)
     for r in results:
         if peak and r.get("real_tokens_per_s"):
@@ -352,7 +446,8 @@ def main() -> None:
               f"{mfu:>6} {r['loss_first']:>8.3f}→{r['loss_last']:<8.3f} {r['grad_norm_finite']}")
     summary = {"shape": args.shape, "steps": args.steps, "warmup": args.warmup, "seq_len": args.seq_len,
                "flops": flops, "real_per_trained": real_per_trained, "matmul_tflops": peak,
-               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "results": results}
+               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "results": results,
+               "profiles": profiles}
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 

@@ -53,7 +53,13 @@ def load_recipe(path: Path) -> dict[str, Any]:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value typed as YAML would type it (``2e-4`` → float, ``true`` → bool)."""
+    """A command-line value typed as YAML would type it (``2e-4`` → float, ``true`` → bool).
+
+    Except YAML 1.1's other booleans: ``no``/``yes``/``on``/``off`` stay strings, because
+    Axolotl keys such as ``save_strategy=no`` and ``eval_strategy=no`` want the word.
+    """
+    if text.strip().lower() in ("no", "yes", "on", "off", "n", "y"):
+        return text.strip()
     value = yaml.safe_load(text) if text.strip() else ""
     if isinstance(value, str):
         try:

@@ -78,7 +78,9 @@ def test_launch_env_turns_telemetry_off_and_keeps_the_rest():
 @pytest.mark.parametrize(
     "text, expected",
     [("2e-4", 2e-4), ("0.0002", 0.0002), ("100", 100), ("true", True), ("adamw_torch", "adamw_torch"),
-     ("data/train.jsonl", "data/train.jsonl"), ("[1, 2]", [1, 2])],
+     ("data/train.jsonl", "data/train.jsonl"), ("[1, 2]", [1, 2]), ("false", False),
+     ("no", "no"), ("No", "No"), ("off", "off"), ("yes", "yes"),  # save_strategy=no wants the word
+     ("{a: 1}", {"a": 1})],
 )
 def test_parse_value_types_like_yaml(text, expected):
     value = parse_value(text)

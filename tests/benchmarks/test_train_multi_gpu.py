@@ -1,0 +1,40 @@
+"""The DeepSpeed benchmark's command and log reading (its GPU runs are recorded in docs/performance.md)."""
+
+from pathlib import Path
+
+from benchmarks.train_multi_gpu import summarize_run, train_argv, zero3_quant_set
+from training.launcher import parse_value
+
+LOG = """[2026-11-25 09:20:21,632] [INFO] [axolotl.utils.train] Using auto-resume functionality to resume from checkpoint at /tmp/bench/out-zero3-1/checkpoint-3
+{'loss': '12.9', 'grad_norm': '1.2e+05', 'memory/max_allocated (GiB)': '22.7', 'tokens/train_per_sec_per_gpu': '600', 'epoch': '0.1'}
+{'loss': '12.88', 'grad_norm': '1.1e+05', 'memory/max_allocated (GiB)': '22.74', 'tokens/train_per_sec_per_gpu': '650', 'epoch': '0.2'}
+{'loss': '12.89', 'grad_norm': 'nan', 'memory/max_allocated (GiB)': '22.7', 'tokens/train_per_sec_per_gpu': '640', 'epoch': '0.3'}
+"""
+
+
+def test_train_argv_keeps_the_effective_batch_and_names_the_stage():
+    argv = train_argv(Path("/m"), Path("/o"), "zero2", 2, 6, 2, 3)
+    assert argv[argv.index("--num-gpus") + 1] == "2" and argv[argv.index("--deepspeed") + 1] == "zero2"
+    assert "gradient_accumulation_steps=2" in argv and "save_steps=3" in argv and "base_model=/m" in argv
+    assert zero3_quant_set() not in argv
+
+
+def test_train_argv_zero3_stores_4bit_weights_as_bf16():
+    argv = train_argv(Path("/m"), Path("/o"), "zero3", 1, 6, 4, 3)
+    value = parse_value(argv[argv.index(zero3_quant_set())].partition("=")[2])
+    assert value["bnb_4bit_quant_storage"] == "bfloat16"
+    assert "correction_coefs" in value["llm_int8_skip_modules"]  # the recipe's skip list is kept
+
+
+def test_summarize_run_reads_rates_losses_and_resume():
+    r = summarize_run("zero3 x1", LOG, warmup=1, returncode=0)
+    assert r["tokens_per_s_per_gpu"] == 645
+    assert r["peak_gib"] == 22.74
+    assert r["losses"] == [12.9, 12.88, 12.89]
+    assert r["grad_norm_finite"] is False
+    assert r["resumed_from"] == "3"
+
+
+def test_summarize_run_reports_a_failed_run():
+    r = summarize_run("zero2 x4", "a\nb\nRuntimeError: NCCL timeout\n", warmup=1, returncode=1)
+    assert r["error"].startswith("exit 1:") and "NCCL timeout" in r["error"]
