@@ -228,9 +228,9 @@ def resolve(recipe: Path, sets: list[str], extra: list[tuple[str, object]]) -> d
     try:
         base = load_recipe(recipe)
         flags = [*extra, *parse_set(sets)]
+        resolved, applied = resolve_recipe(base, dict(os.environ), flags)
     except ValueError as err:
         raise fail(str(err)) from None
-    resolved, applied = resolve_recipe(base, dict(os.environ), flags)
     for key, value, source in applied:
         console.print(f"override {key} = {value!r} (from {source})", highlight=False)
     return resolved

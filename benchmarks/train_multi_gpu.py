@@ -37,15 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.train_throughput import build_model, parse_axolotl_logs, write_data  # noqa: E402
 
-
-
-def zero3_quant_set() -> str:
-    """``--set`` of the recipe's own bnb settings plus bf16 4-bit storage, which QLoRA under ZeRO-3 needs."""
-    import yaml
-
-    recipe = yaml.safe_load((REPO / "recipes" / "production.yml").read_text(encoding="utf-8"))
-    kwargs = {**(recipe.get("bnb_config_kwargs") or {}), "bnb_4bit_quant_storage": "bfloat16"}
-    return "bnb_config_kwargs=" + json.dumps(kwargs)  # JSON is YAML: --set parses it back
+ZERO3_QUANT = "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"  # ZeRO-3 shards only bf16-stored 4-bit
 
 
 def train_argv(model_dir: Path, out: Path, stage: str, gpus: int, steps: int, accumulation: int,
@@ -57,7 +49,7 @@ def train_argv(model_dir: Path, out: Path, stage: str, gpus: int, steps: int, ac
             "--set", f"gradient_accumulation_steps={accumulation}", "--set", f"save_steps={save_steps}",
             "--set", "eval_steps=1000"]
     if stage == "zero3":
-        argv += ["--set", zero3_quant_set()]  # ZeRO-3 shards only bf16-stored 4-bit weights
+        argv += ["--set", ZERO3_QUANT]
     return argv
 
 

@@ -104,6 +104,27 @@ def test_dry_run_argv_and_deepspeed_choice(gpus, deepspeed, expected_ds, launch,
         assert "deepspeed" not in resolved
 
 
+def test_zero3_qlora_needs_bf16_storage_which_a_dotted_set_adds(smoke_inputs):
+    production = SMOKE.parent / "production.yml"
+    args = ["train", str(production), "--num-gpus", "2", "--deepspeed", "zero3", "--dry-run"]
+    refused = runner.invoke(app, args, terminal_width=400)
+    assert refused.exit_code == 2
+    assert "--set bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16" in refused.output
+    result = runner.invoke(app, [*args, "--set", "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"],
+                           terminal_width=400)
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((smoke_inputs / "outputs/production/recipe.resolved.yml").read_text())
+    assert resolved["bnb_config_kwargs"] == {
+        "llm_int8_skip_modules": ["lm_head", "correction_coefs", "prediction_coefs", "modality_router"],
+        "bnb_4bit_quant_storage": "bfloat16"}
+
+
+def test_set_through_a_non_mapping_is_a_one_line_error(smoke_inputs):
+    result = runner.invoke(app, ["train", str(SMOKE), "--set", "max_steps.x=1", "--dry-run"], terminal_width=400)
+    assert result.exit_code == 2
+    assert "max_steps is 240, not a mapping" in result.output
+
+
 def test_quick_test_and_experiment_name_overrides(smoke_inputs):
     result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0", "--quick-test", "--experiment-name", "try-1",
                                  "--dry-run"], terminal_width=400)

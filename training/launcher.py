@@ -97,9 +97,30 @@ def resolve_recipe(
             resolved[key] = parse_value(env[var])
             applied.append((key, resolved[key], f"${var}"))
     for key, value in flags:
-        resolved[key] = value
+        set_key(resolved, key, value)
         applied.append((key, value, "flag"))
     return resolved, applied
+
+
+def set_key(recipe: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` in place; ``a.b`` sets ``b`` inside mapping ``a``, keeping a's other keys.
+
+    So ``--set bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16`` adds one setting
+    without restating the skip list beside it. Nested mappings are copied, never
+    shared with the loaded recipe.
+    """
+    *parents, last = key.split(".")
+    node = recipe
+    for i, part in enumerate(parents):
+        child = node.get(part)
+        if child is None:
+            child = {}
+        elif not isinstance(child, dict):
+            where = ".".join(parents[: i + 1])
+            raise ValueError(f"--set {key}: {where} is {child!r}, not a mapping; set {where} itself")
+        node[part] = dict(child)
+        node = node[part]
+    node[last] = value
 
 
 def write_resolved_recipe(recipe: dict[str, Any], output_dir: Path) -> Path:

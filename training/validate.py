@@ -146,7 +146,8 @@ def check_zero3_qlora(cfg: dict[str, Any], path: Path) -> None:
     stage = json.loads(Path(str(deepspeed)).read_text()).get("zero_optimization", {}).get("stage")
     storage = (cfg.get("bnb_config_kwargs") or {}).get("bnb_4bit_quant_storage")
     if stage == 3 and storage not in {"bfloat16", "bf16"}:
-        raise RecipeError(f"{path}: ZeRO-3 with load_in_4bit needs bnb_config_kwargs.bnb_4bit_quant_storage: bfloat16")
+        raise RecipeError(f"{path}: ZeRO-3 with load_in_4bit needs bnb_config_kwargs.bnb_4bit_quant_storage: bfloat16 "
+                          "(in the recipe, or --set bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16)")
 
 
 def schema_error_line(err: Exception, path: Path) -> str:

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from benchmarks.train_multi_gpu import summarize_run, train_argv, zero3_quant_set
-from training.launcher import parse_value
+from benchmarks.train_multi_gpu import ZERO3_QUANT, summarize_run, train_argv
+from training.launcher import load_recipe, parse_set, resolve_recipe
+
+REPO = Path(__file__).resolve().parents[2]
 
 LOG = """[2026-11-25 09:20:21,632] [INFO] [axolotl.utils.train] Using auto-resume functionality to resume from checkpoint at /tmp/bench/out-zero3-1/checkpoint-3
 {'loss': '12.9', 'grad_norm': '1.2e+05', 'memory/max_allocated (GiB)': '22.7', 'tokens/train_per_sec_per_gpu': '600', 'epoch': '0.1'}
@@ -16,14 +18,15 @@ def test_train_argv_keeps_the_effective_batch_and_names_the_stage():
     argv = train_argv(Path("/m"), Path("/o"), "zero2", 2, 6, 2, 3)
     assert argv[argv.index("--num-gpus") + 1] == "2" and argv[argv.index("--deepspeed") + 1] == "zero2"
     assert "gradient_accumulation_steps=2" in argv and "save_steps=3" in argv and "base_model=/m" in argv
-    assert zero3_quant_set() not in argv
+    assert ZERO3_QUANT not in argv
 
 
-def test_train_argv_zero3_stores_4bit_weights_as_bf16():
+def test_train_argv_zero3_stores_4bit_weights_as_bf16_and_keeps_the_skip_list():
     argv = train_argv(Path("/m"), Path("/o"), "zero3", 1, 6, 4, 3)
-    value = parse_value(argv[argv.index(zero3_quant_set())].partition("=")[2])
-    assert value["bnb_4bit_quant_storage"] == "bfloat16"
-    assert "correction_coefs" in value["llm_int8_skip_modules"]  # the recipe's skip list is kept
+    sets = parse_set([argv[i + 1] for i, a in enumerate(argv) if a == "--set"])
+    recipe, _ = resolve_recipe(load_recipe(REPO / "recipes" / "production.yml"), {}, sets)
+    assert recipe["bnb_config_kwargs"]["bnb_4bit_quant_storage"] == "bfloat16"
+    assert "correction_coefs" in recipe["bnb_config_kwargs"]["llm_int8_skip_modules"]
 
 
 def test_summarize_run_reads_rates_losses_and_resume():

@@ -101,6 +101,21 @@ def test_precedence_recipe_then_environment_then_flags():
     assert recipe["max_steps"] == 1000  # the loaded recipe is not modified
 
 
+def test_dotted_key_sets_inside_a_mapping_and_keeps_its_other_keys():
+    recipe = {"bnb_config_kwargs": {"llm_int8_skip_modules": ["lm_head"]}, "max_steps": 3}
+    resolved, applied = resolve_recipe(recipe, {}, [("bnb_config_kwargs.bnb_4bit_quant_storage", "bfloat16"),
+                                                    ("new.deep.key", 1)])
+    assert resolved["bnb_config_kwargs"] == {"llm_int8_skip_modules": ["lm_head"], "bnb_4bit_quant_storage": "bfloat16"}
+    assert resolved["new"] == {"deep": {"key": 1}}
+    assert recipe["bnb_config_kwargs"] == {"llm_int8_skip_modules": ["lm_head"]}  # the loaded recipe is untouched
+    assert applied[0] == ("bnb_config_kwargs.bnb_4bit_quant_storage", "bfloat16", "flag")
+
+
+def test_dotted_key_through_a_non_mapping_is_refused():
+    with pytest.raises(ValueError, match="--set max_steps.x: max_steps is 3, not a mapping; set max_steps itself"):
+        resolve_recipe({"max_steps": 3}, {}, [("max_steps.x", 1)])
+
+
 def test_resolved_recipe_round_trips(tmp_path):
     recipe = {"base_model": "m", "lora_target_modules": r"model.layers.[\d]+.(mlp|self_attn).(q|v)_proj", "max_steps": 3}
     path = write_resolved_recipe(recipe, tmp_path / "out")
