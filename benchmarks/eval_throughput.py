@@ -31,81 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-# E2B's text tower (google/gemma-3n-E2B-it, text_config): the numbers the GPU mode builds.
-E2B_SHAPE: dict[str, Any] = {
-    "num_hidden_layers": 30,
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 2,
-    "head_dim": 256,
-    "num_kv_shared_layers": 10,
-    "sparse_layers": 10,  # activation sparsity 0.95 on the first 10 layers
-    "vocab_size": 262_400,
-    "vocab_size_per_layer_input": 262_144,
-    "hidden_size_per_layer_input": 256,
-    "laurel_rank": 64,
-    "altup_num_inputs": 4,
-    "sliding_window": 512,
-    "full_attention_every": 5,  # layers 5, 10, …, 30 attend globally
-    "final_logit_softcapping": 30.0,
-}
-# The same structure at toy width: 10 layers so that the KV-shared tail (3 layers) still has
-# an earlier non-shared layer of each attention type to borrow from.
-TINY_SHAPE: dict[str, Any] = {
-    **E2B_SHAPE,
-    "num_hidden_layers": 10,
-    "hidden_size": 64,
-    "intermediate_size": 256,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "head_dim": 32,
-    "num_kv_shared_layers": 3,
-    "sparse_layers": 3,
-    "hidden_size_per_layer_input": 16,
-    "laurel_rank": 8,
-    "sliding_window": 128,
-}
+from training.tiny_model import e2b_text_config  # noqa: E402,F401 - the one E2B builder (tests use it from here)
 
 GEMMA_PAD, GEMMA_EOS, GEMMA_BOS, GEMMA_END_OF_TURN = 0, 1, 2, 106
-
-
-def e2b_text_config(tiny: bool = False, vocab_size: int | None = None):
-    """Gemma3nTextConfig of E2B's text tower (or its toy-width twin with ``tiny``).
-
-    ``vocab_size`` overrides both vocabularies (the tiny shape uses the tokenizer's size).
-    Everything else keeps transformers' Gemma-3n defaults, which are E2B's: RoPE θ 1e6 for
-    full attention and 1e4 for sliding, AltUp active index 0 and coefficient clip 120,
-    gelu-tanh activation, RMS-norm ε 1e-6.
-    """
-    from transformers import Gemma3nTextConfig
-
-    shape = TINY_SHAPE if tiny else E2B_SHAPE
-    layers = shape["num_hidden_layers"]
-    every = shape["full_attention_every"]
-    return Gemma3nTextConfig(
-        vocab_size=vocab_size or shape["vocab_size"],
-        vocab_size_per_layer_input=vocab_size or shape["vocab_size_per_layer_input"],
-        hidden_size=shape["hidden_size"],
-        hidden_size_per_layer_input=shape["hidden_size_per_layer_input"],
-        intermediate_size=shape["intermediate_size"],
-        num_hidden_layers=layers,
-        num_attention_heads=shape["num_attention_heads"],
-        num_key_value_heads=shape["num_key_value_heads"],
-        head_dim=shape["head_dim"],
-        num_kv_shared_layers=shape["num_kv_shared_layers"],
-        activation_sparsity_pattern=[0.95] * shape["sparse_layers"] + [0.0] * (layers - shape["sparse_layers"]),
-        laurel_rank=shape["laurel_rank"],
-        altup_num_inputs=shape["altup_num_inputs"],
-        sliding_window=shape["sliding_window"],
-        layer_types=["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(layers)],
-        final_logit_softcapping=shape["final_logit_softcapping"],
-        tie_word_embeddings=True,
-        max_position_embeddings=32_768,
-        pad_token_id=GEMMA_PAD,
-        eos_token_id=[GEMMA_EOS, GEMMA_END_OF_TURN],
-        bos_token_id=GEMMA_BOS,
-    )
 
 
 def ids_without_per_layer_input(config) -> list[int]:

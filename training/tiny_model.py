@@ -108,39 +108,81 @@ def tiny_text_config(vocab_size: int, hidden_size: int = 128, num_layers: int = 
     )
 
 
-def e2b_text_config(vocab_size: int = 262400):
-    """The text tower of Gemma-3n E2B (transformers' defaults describe E4B).
+# E2B's text tower (google/gemma-3n-E2B-it, text_config), from Google's Gemma-3n E2B release;
+# transformers' Gemma3nTextConfig defaults describe E4B.
+E2B_SHAPE: dict = {
+    "num_hidden_layers": 30,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 256,
+    "num_kv_shared_layers": 10,
+    "sparse_layers": 10,  # activation sparsity 0.95 on the first 10 layers
+    "vocab_size": 262_400,
+    "vocab_size_per_layer_input": 262_144,
+    "hidden_size_per_layer_input": 256,
+    "laurel_rank": 64,
+    "altup_num_inputs": 4,
+    "sliding_window": 512,
+    "full_attention_every": 5,  # layers 5, 10, …, 30 attend globally
+    "final_logit_softcapping": 30.0,
+}
+# The same structure at toy width: 10 layers so that the KV-shared tail (3 layers) still has
+# an earlier non-shared layer of each attention type to borrow from.
+E2B_TINY_SHAPE: dict = {
+    **E2B_SHAPE,
+    "num_hidden_layers": 10,
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "num_kv_shared_layers": 3,
+    "sparse_layers": 3,
+    "hidden_size_per_layer_input": 16,
+    "laurel_rank": 8,
+    "sliding_window": 128,
+}
 
-    Values from Google's Gemma-3n E2B release: 30 layers, 10 of them KV-shared,
-    activation sparsity on the first 10, every 5th layer global attention. Used
-    by the GPU benchmarks: training and generation cost do not depend on the
-    weights' values, so a random model measures what the real one costs.
+
+def e2b_text_config(tiny: bool = False, vocab_size: int | None = None):
+    """Gemma3nTextConfig of E2B's text tower (or its toy-width twin with ``tiny``).
+
+    Used by the GPU benchmarks: training and generation cost do not depend on the
+    weights' values, so a random model of this shape measures what the real one
+    costs. ``vocab_size`` overrides both vocabularies (the tiny shape uses the
+    tokenizer's size). Everything else keeps transformers' Gemma-3n defaults, which
+    are E2B's: RoPE θ 1e6 for full attention and 1e4 for sliding, AltUp active index 0
+    and coefficient clip 120, gelu-tanh activation, RMS-norm ε 1e-6.
     """
     from transformers import Gemma3nTextConfig
 
-    layers = 30
+    shape = E2B_TINY_SHAPE if tiny else E2B_SHAPE
+    layers = shape["num_hidden_layers"]
+    every = shape["full_attention_every"]
     return Gemma3nTextConfig(
-        vocab_size=vocab_size,
-        vocab_size_per_layer_input=262144,
-        hidden_size=2048,
-        hidden_size_per_layer_input=256,
-        intermediate_size=8192,
+        vocab_size=vocab_size or shape["vocab_size"],
+        vocab_size_per_layer_input=vocab_size or shape["vocab_size_per_layer_input"],
+        hidden_size=shape["hidden_size"],
+        hidden_size_per_layer_input=shape["hidden_size_per_layer_input"],
+        intermediate_size=shape["intermediate_size"],
         num_hidden_layers=layers,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        head_dim=256,
-        layer_types=["full_attention" if (i + 1) % 5 == 0 else "sliding_attention" for i in range(layers)],
-        sliding_window=512,
-        num_kv_shared_layers=10,
-        activation_sparsity_pattern=[0.95] * 10 + [0.0] * (layers - 10),
-        laurel_rank=64,
-        altup_num_inputs=4,
-        final_logit_softcapping=30.0,
-        max_position_embeddings=32768,
+        num_attention_heads=shape["num_attention_heads"],
+        num_key_value_heads=shape["num_key_value_heads"],
+        head_dim=shape["head_dim"],
+        num_kv_shared_layers=shape["num_kv_shared_layers"],
+        activation_sparsity_pattern=[0.95] * shape["sparse_layers"] + [0.0] * (layers - shape["sparse_layers"]),
+        laurel_rank=shape["laurel_rank"],
+        altup_num_inputs=shape["altup_num_inputs"],
+        sliding_window=shape["sliding_window"],
+        layer_types=["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(layers)],
+        final_logit_softcapping=shape["final_logit_softcapping"],
+        tie_word_embeddings=True,
+        max_position_embeddings=32_768,
         pad_token_id=0,
         eos_token_id=[1, END_OF_TURN_ID],
         bos_token_id=2,
-        tie_word_embeddings=True,
     )
 
 
