@@ -125,3 +125,61 @@ def test_write_text_atomic_failed_write_keeps_old_file_and_removes_temp(tmp_path
         write_text_atomic(target, "new: 2\n" + "\ud800")
     assert target.read_text() == "old: 1\n"
     assert [p.name for p in tmp_path.iterdir()] == ["recipe.yml"]
+
+
+# --------------------------------------------------------------------------- leftovers of a killed writer
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_staging_folder_names_carry_the_pid(tmp_path):
+    with staged_dir(tmp_path / "out") as staging:
+        assert staging.name.startswith(f".out.{os.getpid()}.")
+
+
+def test_a_killed_writers_staging_folder_is_swept_by_the_next_write(tmp_path):
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "keep.txt").write_text("old")
+    pid = dead_pid()
+    (tmp_path / f".data.{pid}.abc123").mkdir()
+    (tmp_path / f".data.{pid}.abc123" / "half.jsonl").write_text("half")
+    alive = tmp_path / f".data.{os.getpid()}.live"  # a running writer's staging: left alone
+    alive.mkdir()
+    unrelated = tmp_path / ".data-notes"
+    unrelated.mkdir()
+    with staged_dir(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".data-notes", alive.name, "data"])
+    assert snapshot(target) == {"new.txt": b"new"}
+
+
+def test_a_kill_between_the_two_renames_gets_the_previous_version_back(tmp_path):
+    # Killed after moving the old output aside and before moving the new one in:
+    # the output is missing and the previous version sits in .data.old-PID.
+    pid = dead_pid()
+    retired = tmp_path / f".data.old-{pid}"
+    retired.mkdir()
+    (retired / "keep.txt").write_text("old")
+    restored = atomic_files.sweep_killed(tmp_path / "data")
+    assert restored == [retired]
+    assert snapshot(tmp_path / "data") == {"keep.txt": b"old"}
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_a_stale_previous_version_beside_a_present_output_is_removed(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "new.txt").write_text("new")
+    stale = tmp_path / f".data.old-{dead_pid()}"
+    stale.mkdir()
+    atomic_files.sweep_killed(tmp_path / "data")
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+    assert snapshot(tmp_path / "data") == {"new.txt": b"new"}

@@ -242,10 +242,12 @@ def test_sigkill_at_any_moment_leaves_the_previous_export_whole(in_tmp, sample_s
             break
     assert killed_while_writing, "never caught the export while it was writing"
     assert caught[0] == "reading", caught
-    # The next export runs normally over the leftovers of the killed ones.
+    assert [p for p in in_tmp.iterdir() if p.name.startswith(".data.")], "the kill left no staging folder to sweep"
+    # The next export runs normally over the leftovers of the killed ones, and sweeps them.
     assert subprocess.run(argv, cwd=in_tmp, env=env, capture_output=True).returncode == 0
     after = _snapshot(in_tmp / "data")
     assert after != before and json.loads(after["manifest.json"])["counts"]["kept"] == 80
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["data", "prompt.txt"]
 
 
 def test_seed_qdrant_errors_are_one_line(in_tmp, sample_store):
