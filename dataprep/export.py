@@ -8,10 +8,8 @@ chunked problems are built by ``build_pending``, once all their chunks are in.
 Results never depend on the order points arrive in, so the work can be split between
 processes (``merge_export``).  ``finish_export`` then removes duplicates and assigns
 splits, and ``write_splits`` writes the JSONL files.  Nothing here does I/O except
-``write_splits`` and ``write_export``, so every rule can be tested on payload dicts.
-
-The output directory is written in a sibling temporary folder and renamed into
-place, so a crash or kill at any moment leaves the previous export whole.
+``write_splits``, so every rule can be tested on payload dicts; ``dataprep.pipeline``
+writes the output folder (atomically, with its manifest).
 """
 
 from __future__ import annotations
@@ -22,11 +20,9 @@ import json.encoder
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
-from atomic_files import staged_dir
 from dataprep.payloads import Piece, Problem, Rejected, assemble_problem, chunk_index, question_key
 from dataprep.splits import SPLITS, check_fractions, split_bucket, split_for_bucket
 
@@ -466,20 +462,3 @@ def build_splits(
     finish_export(state, val_fraction, test_fraction)
     splits = {name: [json.loads(line) for line in split_lines(state, name)] for name in SPLITS}
     return ExportResult(splits=splits, counts=state.counts, rejected_examples=state.rejected)
-
-
-def write_export(result: ExportResult, out_dir: Path, source: dict[str, Any]) -> dict[str, Any]:
-    """Write the splits and ``manifest.json`` into ``out_dir`` atomically; returns the manifest."""
-    with staged_dir(Path(out_dir)) as staging:
-        files: dict[str, str] = {}
-        for name, rows in result.splits.items():
-            data = jsonl_bytes(rows)
-            (staging / f"{name}.jsonl").write_bytes(data)
-            files[f"{name}.jsonl"] = hashlib.sha256(data).hexdigest()
-        manifest = {
-            "source": {**source, "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-            "counts": result.counts,
-            "files": files,
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-    return manifest

@@ -9,8 +9,7 @@ import unicodedata
 
 import pytest
 
-import dataprep.export as export
-from dataprep.export import DEFAULT_SYSTEM_PROMPT, build_splits, jsonl_bytes, write_export
+from dataprep.export import DEFAULT_SYSTEM_PROMPT, build_splits, jsonl_bytes
 from dataprep.payloads import normalise_question
 from dataprep.splits import SPLITS, assign_split
 from tests.dataprep.conftest import LONG_QUESTION, LONG_SOLUTION, eid
@@ -235,84 +234,16 @@ def test_jsonl_bytes_equal_data_gives_equal_bytes():
     assert jsonl_bytes([a]) == jsonl_bytes([b])
 
 
-# --------------------------------------------------------------------------- write_export
+# --------------------------------------------------------------------------- split files
+# Writing the folder (atomic swap, manifest, sha256) is tested on run_export in test_pipeline.py.
 
 
-SOURCE = {"qdrant": ".mathpal/qdrant", "collection": "vector_exams"}
-
-
-def test_write_export_files_and_manifest(tmp_path, corpus, many_points):
-    result = build_splits([*corpus["points"], *many_points], **EXAM_FILTERS, val_fraction=0.3, test_fraction=0.3)
-    out = tmp_path / "data"
-    manifest = write_export(result, out, SOURCE)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.jsonl", "train.jsonl", "validation.jsonl"]
-    on_disk = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert on_disk == manifest
-    assert manifest["counts"] == result.counts
-    assert manifest["counts"]["kept"] == 43
-    assert manifest["source"]["qdrant"] == SOURCE["qdrant"] and manifest["source"]["collection"] == SOURCE["collection"]
-    assert "exported_at" in manifest["source"]
-    assert set(manifest["files"]) == {f"{name}.jsonl" for name in SPLITS}
-    for name in SPLITS:
-        data = (out / f"{name}.jsonl").read_bytes()
-        assert manifest["files"][f"{name}.jsonl"] == hashlib.sha256(data).hexdigest()
-        assert data == jsonl_bytes(result.splits[name])
-        assert len(data.splitlines()) == manifest["counts"]["splits"][name]
-
-
-def test_two_exports_have_identical_split_files(tmp_path, corpus):
+def test_input_order_does_not_change_the_split_files(corpus):
     shuffled = list(corpus["points"])
     random.Random(7).shuffle(shuffled)
-    m1 = write_export(build_splits(corpus["points"], **EXAM_FILTERS), tmp_path / "a", SOURCE)
-    m2 = write_export(build_splits(shuffled, **EXAM_FILTERS), tmp_path / "b", SOURCE)
-    assert m1["files"] == m2["files"]
+    a = build_splits(corpus["points"], **EXAM_FILTERS)
+    b = build_splits(shuffled, **EXAM_FILTERS)
+    assert a.counts == b.counts
     for name in SPLITS:
-        assert (tmp_path / "a" / f"{name}.jsonl").read_bytes() == (tmp_path / "b" / f"{name}.jsonl").read_bytes()
-
-
-def test_write_export_replaces_previous_folder_wholly(tmp_path, corpus):
-    out = tmp_path / "data"
-    out.mkdir()
-    (out / "stale.jsonl").write_text("old\n")
-    (out / "train.jsonl").write_text("old\n")
-    write_export(build_splits(corpus["points"], **EXAM_FILTERS), out, SOURCE)
-    assert not (out / "stale.jsonl").exists()
-    assert (out / "train.jsonl").read_text() != "old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no staging or retired folder left
-
-
-def snapshot(folder):
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
-
-
-def test_failure_midway_leaves_previous_export_whole(tmp_path, monkeypatch, corpus, many_points):
-    out = tmp_path / "data"
-    write_export(build_splits(corpus["points"], **EXAM_FILTERS), out, SOURCE)
-    before = snapshot(out)
-
-    real = export.jsonl_bytes
-    calls = []
-
-    def flaky(rows):
-        calls.append(len(rows))
-        if len(calls) == 2:
-            raise OSError("disk full")
-        return real(rows)
-
-    monkeypatch.setattr(export, "jsonl_bytes", flaky)
-    new = build_splits([*corpus["points"], *many_points], val_fraction=0.3, test_fraction=0.3)
-    with pytest.raises(OSError, match="disk full"):
-        write_export(new, out, SOURCE)
-    assert len(calls) == 2
-    assert snapshot(out) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["data"]
-
-
-def test_failure_on_first_export_leaves_nothing(tmp_path, monkeypatch, corpus):
-    def boom(rows):
-        raise RuntimeError("killed")
-
-    monkeypatch.setattr(export, "jsonl_bytes", boom)
-    with pytest.raises(RuntimeError):
-        write_export(build_splits(corpus["points"]), tmp_path / "out" / "data", SOURCE)
-    assert list((tmp_path / "out").iterdir()) == []
+        assert jsonl_bytes(a.splits[name]) == jsonl_bytes(b.splits[name])
+        assert len(jsonl_bytes(a.splits[name]).splitlines()) == a.counts["splits"][name]
