@@ -22,6 +22,12 @@ loss at the first and last step, as one table; ``--json`` writes it too.
     python benchmarks/train_throughput.py --work /tmp/bench --steps 40 \\
         --variants baseline,production --baseline-micro-batches 8 --json results.json
 
+``--profile-micro-batches 2,1`` first profiles one training step of the baseline's
+model at those numbers of full ``--seq-len`` rows (GPU only): kernel time by family
+and the GPU's busy share of an unprofiled step (``benchmarks/profile_trace.py``).
+A ``production:profiler_steps=…`` variant is summarised the same way from Axolotl's
+own trace.
+
 On a CPU, ``--shape tiny`` runs the same code on the tiny model (a smoke check
 of the script, not a measurement).
 """
