@@ -294,9 +294,7 @@ def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, s
     summary.update({"micro_batch": micro_batch, "seq_len": seq_len, "tokens_per_s": micro_batch * seq_len / step_s,
                     "peak_gib": torch.cuda.max_memory_allocated() / 2**30})
     trace.unlink()
-    del model, optimizer
-    torch.cuda.empty_cache()
-    return summary
+    return summary  # the model goes with this frame; the caller empties the CUDA cache
 
 
 # --------------------------------------------------------------------------- production (Axolotl)
@@ -422,6 +420,7 @@ def main() -> None:
         from benchmarks.profile_trace import format_summary
 
         profiles.append(profile_step(model_dir, mb, args.seq_len, work / f"trace-mb{mb}.json"))
+        torch.cuda.empty_cache()
         print(f"\n== profile: micro batch {mb} x {args.seq_len} tokens, {profiles[-1]['tokens_per_s']:.0f} tokens/s, "
               f"peak {profiles[-1]['peak_gib']:.1f} GiB\n" + format_summary(profiles[-1]), flush=True)
 
