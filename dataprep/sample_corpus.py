@@ -2116,7 +2116,6 @@ def common_multiple_in_range(rng: random.Random) -> Draft:
     if unit == "quyển":
         rows = rows.replace(" và ", " hoặc ")
     question = text.format(rows=rows, lo=_fmt(lo), hi=_fmt(hi))
-    nums = ", ".join(map(str, numbers))
     multiples = [lcm * k for k in range(0, hi // lcm + 2)]
     steps = (
         f"Số {unit} cần tìm là bội chung của {_join_vi([str(n) for n in numbers])} và nằm trong khoảng từ "
