@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.train_throughput import build_model, parse_axolotl_logs, write_data  # noqa: E402
+from benchmarks.train_throughput import build_model, step_summary, train_steps, write_data  # noqa: E402
 
 ZERO3_QUANT = "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"  # ZeRO-3 shards only bf16-stored 4-bit
 
@@ -58,15 +58,14 @@ def summarize_run(name: str, log: str, warmup: int, returncode: int) -> dict:
     if returncode != 0:
         tail = log.strip().splitlines()[-3:]
         return {"run": name, "error": f"exit {returncode}: {' | '.join(tail)[:400]}"}
-    logs = [e for e in parse_axolotl_logs(log) if "grad_norm" in e]
-    rates = [e["tokens/train_per_sec_per_gpu"] for e in logs[warmup:] if e.get("tokens/train_per_sec_per_gpu")]
+    logs = train_steps(log)
+    summary = step_summary(logs, warmup)
     return {
         "run": name,
-        "tokens_per_s_per_gpu": sum(rates) / len(rates) if rates else None,
-        "peak_gib": max((e.get("memory/max_allocated (GiB)", 0) for e in logs), default=None),
+        "tokens_per_s_per_gpu": summary["tokens_per_s"],
+        "peak_gib": summary["peak_gib"],
         "losses": [e["loss"] for e in logs],
-        "grad_norm_finite": all(e["grad_norm"] == e["grad_norm"] and abs(e["grad_norm"]) != float("inf")
-                                for e in logs),
+        "grad_norm_finite": summary["grad_norm_finite"],
         "resumed_from": (re.findall(r"checkpoint-(\d+)", " ".join(
             line for line in log.splitlines() if re.search(r"resum", line, re.IGNORECASE))) or [None])[0],
     }

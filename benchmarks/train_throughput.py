@@ -175,17 +175,14 @@ def matmul_tflops() -> float:
 # --------------------------------------------------------------------------- baseline
 
 
-def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int, warmup: int, seq_len: int) -> dict:
-    """transformers Trainer + PEFT + bnb nf4: the plain QLoRA a user writes from the docs."""
+def baseline_model(model_dir: Path, cuda: bool, checkpointing_kwargs: dict | None = None):
+    """The baseline's model: bnb nf4 (double quant, bf16 compute, Gemma-3n's small AltUp layers and
+    the LM head kept out of 4-bit) prepared for k-bit training, with LoRA r=32 on q/k/v/o/gate/up/down.
+    On a CPU: the plain model with the same LoRA (bitsandbytes 4-bit needs a GPU)."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, DataCollatorForSeq2Seq,
-                              Trainer, TrainerCallback, TrainingArguments)
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    cuda = torch.cuda.is_available()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.padding_side = "right"
-    data = [tokenize(tokenizer, r, seq_len) for r in rows[: steps * micro_batch + micro_batch]]
     kwargs = {}
     if cuda:
         kwargs = dict(quantization_config=BitsAndBytesConfig(
@@ -193,9 +190,22 @@ def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int
             bnb_4bit_use_double_quant=True, llm_int8_skip_modules=SKIP_4BIT), device_map={"": 0}, dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     if cuda:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    model = get_peft_model(model, LoraConfig(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS,
-                                             task_type="CAUSAL_LM"))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                                gradient_checkpointing_kwargs=checkpointing_kwargs)
+    return get_peft_model(model, LoraConfig(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS,
+                                            task_type="CAUSAL_LM"))
+
+
+def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int, warmup: int, seq_len: int) -> dict:
+    """transformers Trainer + PEFT + bnb nf4: the plain QLoRA a user writes from the docs."""
+    import torch
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "right"
+    data = [tokenize(tokenizer, r, seq_len) for r in rows[: steps * micro_batch + micro_batch]]
+    model = baseline_model(model_dir, cuda)
     counts: list[tuple[int, int]] = []
     base_collate = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
 
@@ -254,18 +264,9 @@ def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, s
     the same process, so the GPU's busy share is not distorted by the profiler's overhead.
     """
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
     from benchmarks.profile_trace import summarize
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
-        bnb_4bit_use_double_quant=True, llm_int8_skip_modules=SKIP_4BIT), device_map={"": 0}, dtype=torch.bfloat16)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = get_peft_model(model, LoraConfig(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS,
-                                             task_type="CAUSAL_LM"))
+    model = baseline_model(model_dir, cuda=True, checkpointing_kwargs={"use_reentrant": False})
     model.train()  # from_pretrained returns eval mode, where checkpointing and dropout are off
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4, fused=True)
     ids = torch.randint(3, 4096, (micro_batch, seq_len), device="cuda")
@@ -313,6 +314,22 @@ def parse_axolotl_logs(text: str) -> list[dict]:
     return found
 
 
+def train_steps(log: str) -> list[dict]:
+    """The per-step training entries of an Axolotl log (those with a grad norm)."""
+    return [entry for entry in parse_axolotl_logs(log) if "grad_norm" in entry]
+
+
+def step_summary(steps: list[dict], warmup: int) -> dict:
+    """Mean tokens/s per GPU after ``warmup`` steps (None if none logged), peak memory, finiteness."""
+    rates = [e["tokens/train_per_sec_per_gpu"] for e in steps[warmup:] if e.get("tokens/train_per_sec_per_gpu")]
+    return {
+        "tokens_per_s": sum(rates) / len(rates) if rates else None,
+        "peak_gib": max((e.get("memory/max_allocated (GiB)", 0) for e in steps), default=None),
+        "grad_norm_finite": all(e["grad_norm"] == e["grad_norm"] and abs(e["grad_norm"]) != float("inf")
+                                for e in steps),
+    }
+
+
 def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: str, changes: list[str],
                    real_per_trained: float, log_dir: Path | None = None) -> dict:
     """`mathpal train recipes/production.yml` with the benchmark's overrides (and a variant's changes)."""
@@ -331,9 +348,9 @@ def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: s
     if proc.returncode != 0:
         tail = log.strip().splitlines()[-3:]
         return {"variant": name, "error": f"exit {proc.returncode}: {' | '.join(tail)[:300]}"}
-    logs = [entry for entry in parse_axolotl_logs(log) if "grad_norm" in entry]
-    rates = [e["tokens/train_per_sec_per_gpu"] for e in logs[warmup:] if e.get("tokens/train_per_sec_per_gpu")]
-    trained = sum(rates) / len(rates) if rates else float("nan")
+    logs = train_steps(log)
+    summary = step_summary(logs, warmup)
+    trained = summary["tokens_per_s"] if summary["tokens_per_s"] is not None else float("nan")
     evals = [float(m) for m in re.findall(r"\{'eval_loss': '?([-\d.e+naif]+)'?", log)]
     profile = summarize_profile(out, logs)
     return {
@@ -341,10 +358,10 @@ def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: s
         "eval_loss_start": evals[0] if evals else None,
         "trained_tokens_per_s": trained,
         "real_tokens_per_s": trained * real_per_trained,
-        "peak_gib": max((e.get("memory/max_allocated (GiB)", 0) for e in logs), default=None),
+        "peak_gib": summary["peak_gib"],
         "loss_first": logs[0]["loss"] if logs else None,
         "loss_last": logs[-1]["loss"] if logs else None,
-        "grad_norm_finite": all(e["grad_norm"] == e["grad_norm"] and abs(e["grad_norm"]) != float("inf") for e in logs),
+        "grad_norm_finite": summary["grad_norm_finite"],
         "wall_s": time.perf_counter() - started,
         **({"profile": profile} if profile else {}),
     }
