@@ -14,7 +14,6 @@ import os
 os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -338,14 +337,12 @@ def train(
 
 def eval_loss_history(output_dir: Path) -> list[tuple[float, float]]:
     """(epoch, eval_loss) pairs that the trainer logged to ``output_dir/debug.log``, in order."""
+    from training.train_log import eval_losses
+
     log = output_dir / "debug.log"
     if not log.is_file():
         return []
-    found = _EVAL_LOSS_RE.findall(log.read_text(encoding="utf-8", errors="replace"))
-    return [(float(epoch), float(loss)) for loss, epoch in found]
-
-
-_EVAL_LOSS_RE = re.compile(r"\{'eval_loss': '?([-\d.e]+)'?.*?'epoch': '?([\d.e-]+)'?\}")
+    return eval_losses(log.read_text(encoding="utf-8", errors="replace"))
 
 
 # --------------------------------------------------------------------------- eval

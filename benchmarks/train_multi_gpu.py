@@ -35,7 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.train_throughput import build_model, step_summary, train_steps, write_data  # noqa: E402
+from benchmarks.train_throughput import build_model, step_summary, write_data  # noqa: E402
+from training.train_log import train_steps  # noqa: E402
 
 ZERO3_QUANT = "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"  # ZeRO-3 shards only bf16-stored 4-bit
 

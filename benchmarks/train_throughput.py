@@ -46,6 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from training.train_log import metric_dicts, train_steps  # noqa: E402
+
 SKIP_4BIT = ["lm_head", "correction_coefs", "prediction_coefs", "modality_router"]
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SYSTEM = "Bạn là MathPal, gia sư toán thân thiện cho học sinh lớp 5 và lớp 6."
@@ -301,24 +303,6 @@ def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, s
 # --------------------------------------------------------------------------- production (Axolotl)
 
 
-def parse_axolotl_logs(text: str) -> list[dict]:
-    """The metric dicts the HF trainer printed (Axolotl prints values as strings)."""
-    found = []
-    for match in re.finditer(r"\{'loss': .*?\}", text):
-        try:
-            entry = eval(match.group(0), {"__builtins__": {}})  # noqa: S307 - our own log, dict literals only
-        except SyntaxError:
-            continue
-        found.append({k: float(v) if isinstance(v, str) and re.fullmatch(r"[-\d.e+naif]+", v) else v
-                      for k, v in entry.items()})
-    return found
-
-
-def train_steps(log: str) -> list[dict]:
-    """The per-step training entries of an Axolotl log (those with a grad norm)."""
-    return [entry for entry in parse_axolotl_logs(log) if "grad_norm" in entry]
-
-
 def step_summary(steps: list[dict], warmup: int) -> dict:
     """Mean tokens/s per GPU after ``warmup`` steps (None if none logged), peak memory, finiteness."""
     rates = [e["tokens/train_per_sec_per_gpu"] for e in steps[warmup:] if e.get("tokens/train_per_sec_per_gpu")]
@@ -351,7 +335,7 @@ def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: s
     logs = train_steps(log)
     summary = step_summary(logs, warmup)
     trained = summary["tokens_per_s"] if summary["tokens_per_s"] is not None else float("nan")
-    evals = [float(m) for m in re.findall(r"\{'eval_loss': '?([-\d.e+naif]+)'?", log)]
+    evals = [e["eval_loss"] for e in metric_dicts(log) if "eval_loss" in e]
     profile = summarize_profile(out, logs)
     return {
         "variant": name,

@@ -1,0 +1,52 @@
+"""Read the metric dicts that the Hugging Face trainer prints into Axolotl's logs.
+
+Each logged step or evaluation is one Python dict literal on a line, values mostly
+as strings (``{'loss': '12.88', 'grad_norm': '1.2e+05', ...}``). The demo reads the
+eval losses from ``debug.log``; the GPU benchmarks read rates, memory and losses
+from a run's output. Both go through ``metric_dicts``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+_DICT_RE = re.compile(r"\{'(?:eval_)?loss': .*?\}")
+_NUMBER_RE = re.compile(r"[-\d.e+naif]+")
+
+
+def metric_dicts(text: str) -> list[dict]:
+    """Every ``{'loss': …}`` and ``{'eval_loss': …}`` dict in ``text``, in order, numbers as floats.
+
+    Parsed as literals (never evaluated); a truncated or garbled one is skipped.
+    """
+    found = []
+    for match in _DICT_RE.finditer(text):
+        try:
+            entry = ast.literal_eval(match.group(0))
+        except (ValueError, SyntaxError):
+            continue
+        found.append({k: _number(v) for k, v in entry.items()})
+    return found
+
+
+def _number(value):
+    """A numeric string as a float (``'nan'`` included); anything else unchanged."""
+    if isinstance(value, str) and _NUMBER_RE.fullmatch(value):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def train_steps(text: str) -> list[dict]:
+    """The per-step training entries (those with a grad norm)."""
+    return [entry for entry in metric_dicts(text) if "grad_norm" in entry]
+
+
+def eval_losses(text: str) -> list[tuple[float, float]]:
+    """``(epoch, eval_loss)`` of every evaluation with a finite loss, in order."""
+    return [(float(e["epoch"]), e["eval_loss"]) for e in metric_dicts(text)
+            if "eval_loss" in e and "epoch" in e and isinstance(e["eval_loss"], float)
+            and e["eval_loss"] == e["eval_loss"] and abs(e["eval_loss"]) != float("inf")]
