@@ -110,6 +110,7 @@ def test_zero3_qlora_needs_bf16_storage_which_a_dotted_set_adds(smoke_inputs):
     refused = runner.invoke(app, args, terminal_width=400)
     assert refused.exit_code == 2
     assert "--set bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16" in refused.output
+    assert not (smoke_inputs / "outputs").exists()  # refused before anything is written
     result = runner.invoke(app, [*args, "--set", "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"],
                            terminal_width=400)
     assert result.exit_code == 0, result.output
@@ -123,6 +124,7 @@ def test_set_through_a_non_mapping_is_a_one_line_error(smoke_inputs):
     result = runner.invoke(app, ["train", str(SMOKE), "--set", "max_steps.x=1", "--dry-run"], terminal_width=400)
     assert result.exit_code == 2
     assert "max_steps is 240, not a mapping" in result.output
+    assert not (smoke_inputs / "outputs").exists()
 
 
 def test_quick_test_and_experiment_name_overrides(smoke_inputs):
