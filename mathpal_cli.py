@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
-from training.tiny_model import DEFAULT_TINY_MODEL_DIR
+from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR
 
 app = typer.Typer(
     help="MathPal Train: fine-tune Gemma-3n into a Vietnamese math tutor with Axolotl recipes.",
@@ -61,7 +61,7 @@ def seed_qdrant(
 ) -> None:
     """Load the bundled sample corpus into Qdrant as MathPal feature-pipeline points."""
     from dataprep.qdrant_source import SourceError, describe_source, open_client, recreate_collection, upsert_payloads
-    from dataprep.sample_payloads import point_id, point_vector, sample_points
+    from mathpal_train.demo.points import point_id, point_vector, sample_points
 
     points = sample_points(problems, seed)
     try:
@@ -206,7 +206,7 @@ def tiny_model(
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
     """Build a tiny random-weight Gemma-3n with a tokenizer trained on the data (for CPU runs)."""
-    from training.tiny_model import write_tiny_model
+    from mathpal_train.tiny_model import write_tiny_model
 
     path = write_tiny_model(corpus_texts(data), out, vocab_size=vocab_size, seed=seed)
     console.print(f"Tiny Gemma-3n written to {path}")
@@ -222,7 +222,7 @@ QUICK_TEST = [("max_steps", 20), ("sequence_len", 1024), ("learning_rate", 1e-4)
 
 def resolve(recipe: Path, sets: list[str], extra: list[tuple[str, object]]) -> dict:
     """The recipe with environment and flag overrides applied, each override printed."""
-    from training.launcher import load_recipe, parse_set, resolve_recipe
+    from mathpal_train.launcher import load_recipe, parse_set, resolve_recipe
 
     try:
         base = load_recipe(recipe)
@@ -237,7 +237,7 @@ def resolve(recipe: Path, sets: list[str], extra: list[tuple[str, object]]) -> d
 
 def check_recipe(resolved: dict, recipe: Path, gpus: int):
     """Run every recipe check; a problem becomes a one-line error (exit 2)."""
-    from training.validate import RecipeError, validate_recipe
+    from mathpal_train.validate import RecipeError, validate_recipe
 
     try:
         return validate_recipe(resolved, recipe, max(gpus, 1))
@@ -268,7 +268,7 @@ def prepare_launch(
     nodes: tuple[int, Optional[int], Optional[str], Optional[int]] = (1, None, None, None),
 ) -> tuple[list[str], Path, dict]:
     """Resolve, validate, write the resolved recipe into output_dir and build the launch argv."""
-    from training.launcher import build_launch_argv, visible_gpus, write_resolved_recipe
+    from mathpal_train.launcher import build_launch_argv, visible_gpus, write_resolved_recipe
 
     gpus = visible_gpus(dict(os.environ)) if num_gpus is None else num_gpus
     if gpus > 1 and not deepspeed:
@@ -311,7 +311,7 @@ def train(
     dry_run: Annotated[bool, typer.Option(help="Print the command and write the resolved recipe only.")] = False,
 ) -> None:
     """Train with Axolotl: validate, apply overrides, then run `accelerate launch -m axolotl.cli.train`."""
-    from training.launcher import TRAINING_LOG, job_env, run_logged, visible_gpus
+    from mathpal_train.launcher import TRAINING_LOG, job_env, run_logged, visible_gpus
 
     if num_gpus and not dry_run and num_gpus > (seen := visible_gpus(dict(os.environ))):
         raise fail(f"--num-gpus {num_gpus} asked for, but {seen} GPU(s) visible: lower it, or --num-gpus 0 for the CPU")
@@ -337,7 +337,7 @@ def train(
 
 def eval_loss_history(output_dir: Path) -> list[tuple[float, float]]:
     """(epoch, eval_loss) pairs that the trainer logged to ``output_dir/debug.log``, in order."""
-    from training.train_log import eval_losses
+    from mathpal_train.train_log import eval_losses
 
     log = output_dir / "debug.log"
     if not log.is_file():
@@ -429,7 +429,7 @@ def demo(
     recipe: Annotated[Path, typer.Option(help="CPU recipe to train.")] = Path("recipes/smoke.yml"),
 ) -> None:
     """Run the whole pipeline on a CPU: seed Qdrant, prepare data, tiny model, train, eval."""
-    from training.launcher import TRAINING_LOG, job_env, run_logged
+    from mathpal_train.launcher import TRAINING_LOG, job_env, run_logged
 
     timings: list[tuple[str, float]] = []
 

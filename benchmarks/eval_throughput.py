@@ -4,11 +4,11 @@ Runs the eval's own code (``evals.generate.generate_answers``: chat template, le
 KV cache, greedy) on sample problems of the bundled corpus, once per batch size, and prints
 a table with each size's rate and its speed-up over batch 1.
 
-    python benchmarks/eval_throughput.py                      # CPU, the tiny Gemma-3n
-    python benchmarks/eval_throughput.py --model DIR          # any checkpoint
-    python benchmarks/eval_throughput.py --gpu-e2b --tokenizer .mathpal/tiny-gemma3n
+    python -m benchmarks.eval_throughput                      # CPU, the tiny Gemma-3n
+    python -m benchmarks.eval_throughput --model DIR          # any checkpoint
+    python -m benchmarks.eval_throughput --gpu-e2b --tokenizer .mathpal/tiny-gemma3n
                                                               # E2B-shaped, random weights, bf16, CUDA
-    python benchmarks/eval_throughput.py --gpu-e2b --tiny-shape   # the same mode at toy width (CPU ok)
+    python -m benchmarks.eval_throughput --gpu-e2b --tiny-shape   # the same mode at toy width (CPU ok)
 
 Every answer is exactly ``--max-new-tokens`` tokens long (the stop tokens are held back
 until then; ``--stop-at-eos`` turns that off), so every batch size does the same work and
@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from training.tiny_model import e2b_text_config  # noqa: E402,F401 - the one E2B builder (tests use it from here)
+from mathpal_train.tiny_model import e2b_text_config  # noqa: F401 - the one E2B builder (tests use it from here)
 
 GEMMA_PAD, GEMMA_EOS, GEMMA_BOS, GEMMA_END_OF_TURN = 0, 1, 2, 106
 
@@ -52,7 +51,7 @@ def build_random_model(config, device: str, dtype, seed: int = 0):
 
     Built under the device context so E2B's 4.4 B parameters are initialised on the GPU
     (seconds) rather than on the CPU (minutes, 18 GB in float32).  The ``<pad>`` rows of both
-    embedding tables are made non-zero, as in ``training.tiny_model``: transformers zeroes
+    embedding tables are made non-zero, as in ``mathpal_train.tiny_model``: transformers zeroes
     them, and Gemma-3n's RMS norm of an all-zero row is degenerate.
     """
     import torch
@@ -79,7 +78,7 @@ def build_random_model(config, device: str, dtype, seed: int = 0):
 def sample_examples(count: int, seed: int = 5) -> list[dict[str, Any]]:
     """``count`` chat examples (system prompt + question) from the bundled sample corpus."""
     from dataprep.export import DEFAULT_SYSTEM_PROMPT
-    from dataprep.sample_corpus import generate_problems
+    from mathpal_train.demo.corpus import generate_problems
 
     return [
         {"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": p.question}]}
@@ -89,8 +88,8 @@ def sample_examples(count: int, seed: int = 5) -> list[dict[str, Any]]:
 
 def tiny_checkpoint(workdir: Path) -> Path:
     """The tiny Gemma-3n of ``mathpal tiny-model``, built from the sample corpus into ``workdir``."""
-    from dataprep.sample_corpus import generate_problems
-    from training.tiny_model import write_tiny_model
+    from mathpal_train.demo.corpus import generate_problems
+    from mathpal_train.tiny_model import write_tiny_model
 
     texts = [text for p in generate_problems(400, 5) for text in (p.question, p.solution)]
     return write_tiny_model(texts, workdir / "tiny-gemma3n", vocab_size=2048, seed=0)

@@ -2,7 +2,7 @@
 
 Builds (once, cached under ``.mathpal/bench/``) a local Qdrant collection of
 crawl-like points from the sample corpus (chunked problems, HTML, NFD, re-crawled
-duplicates; ``dataprep/sample_payloads.py``), payload-only by default as the issue's
+duplicates; ``mathpal_train/demo/points.py``), payload-only by default as the issue's
 reference numbers are, with ``--vectors`` the 128-d vectors of the sample collection.
 Then, each in a fresh Python process, ``--rounds`` times:
 
@@ -22,8 +22,8 @@ that of the export's worker process (``ru_maxrss``).  The ratio columns are tota
 time over the best raw scroll's, and over a raw scroll with Python's cyclic GC off
 (the export pauses the GC, which alone makes a scroll faster: the fair floor).
 
-    python benchmarks/prepare_data.py                    # 100,000 payload-only points
-    python benchmarks/prepare_data.py --points 20000 --vectors --pages 32768
+    python -m benchmarks.prepare_data                    # 100,000 payload-only points
+    python -m benchmarks.prepare_data --points 20000 --vectors --pages 32768
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 COLLECTION = "bench_exams"
 CACHE_VERSION = 1
@@ -61,7 +60,7 @@ def build_store(folder: Path, points: int, vectors: bool) -> None:
 
     from qdrant_client import QdrantClient, models
 
-    from dataprep.sample_payloads import point_id, point_vector, sample_points
+    from mathpal_train.demo.points import point_id, point_vector, sample_points
 
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
     started = time.perf_counter()

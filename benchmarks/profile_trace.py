@@ -13,7 +13,7 @@ it and answers the two questions that decide what to optimise:
 The profiler adds CPU overhead of its own, so the busy share is also reported
 against an unprofiled step time when one is given (``--step-seconds``).
 
-    python benchmarks/profile_trace.py outputs/x/profiler_trace.json --step-seconds 2.6
+    python -m benchmarks.profile_trace outputs/x/profiler_trace.json --step-seconds 2.6
 """
 
 from __future__ import annotations

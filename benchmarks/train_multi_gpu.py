@@ -16,7 +16,7 @@ checkpoint (``auto_resume_from_checkpoints: true`` in the recipe) to the last st
 Every finished run's adapter is loaded back with ``peft.PeftModel.from_pretrained``
 on the base model, the check that a ZeRO-3 save is a normal PEFT adapter.
 
-    python benchmarks/train_multi_gpu.py --work /tmp/bench --gpus 1,2,4 --stages zero2,zero3 \\
+    python -m benchmarks.train_multi_gpu --work /tmp/bench --gpus 1,2,4 --stages zero2,zero3 \\
         --resume zero2:2 --json multi_gpu.json
 """
 
@@ -33,10 +33,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from benchmarks.train_throughput import build_model, step_summary, write_data  # noqa: E402
-from training.train_log import train_steps  # noqa: E402
+from benchmarks.train_throughput import build_model, step_summary, write_data
+from mathpal_train.train_log import train_steps
 
 ZERO3_QUANT = "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"  # ZeRO-3 shards only bf16-stored 4-bit
 

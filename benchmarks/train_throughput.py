@@ -19,7 +19,7 @@ Per variant it prints tokens/s after warm-up (solution tokens, the ones trained
 on, as Axolotl counts them, and all real tokens), peak GPU memory, MFU, and the
 loss at the first and last step, as one table; ``--json`` writes it too.
 
-    python benchmarks/train_throughput.py --work /tmp/bench --steps 40 \\
+    python -m benchmarks.train_throughput --work /tmp/bench --steps 40 \\
         --variants baseline,production --baseline-micro-batches 8 --json results.json
 
 ``--profile-micro-batches 2,1`` first profiles one training step of the baseline's
@@ -44,9 +44,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from training.train_log import metric_dicts, train_steps  # noqa: E402
+from mathpal_train.train_log import metric_dicts, train_steps
 
 SKIP_4BIT = ["lm_head", "correction_coefs", "prediction_coefs", "modality_router"]
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -61,7 +60,7 @@ def build_model(shape: str, out: Path, texts: list[str]) -> Path:
     import torch
     from transformers import Gemma3nForCausalLM, GenerationConfig
 
-    from training.tiny_model import (END_OF_TURN_ID, e2b_text_config, gemma3n_chat_template, tiny_text_config,
+    from mathpal_train.tiny_model import (END_OF_TURN_ID, e2b_text_config, gemma3n_chat_template, tiny_text_config,
                                      train_tokenizer)
 
     if (out / "config.json").exists():
@@ -94,7 +93,7 @@ def build_model(shape: str, out: Path, texts: list[str]) -> Path:
 
 def write_data(work: Path, n: int) -> tuple[list[dict], list[str]]:
     """Chat rows in our JSONL format, from the sample corpus, at the recipe's data/ path."""
-    from dataprep.sample_corpus import generate_problems
+    from mathpal_train.demo.corpus import generate_problems
 
     rows = []
     for i, p in enumerate(generate_problems(n, seed=11)):

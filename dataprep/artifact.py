@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from comet_settings import COMET_PROJECT, QUIET_EXPERIMENT, quiet_comet_console
+from mathpal_train.comet import COMET_PROJECT, QUIET_EXPERIMENT, quiet_comet_console
 
 DEFAULT_OFFLINE_DIR = Path("reports/prepare-data/comet")
 ARTIFACT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "manifest.json")

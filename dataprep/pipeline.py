@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from atomic_files import staged_dir
+from mathpal_train.atomic_files import staged_dir
 from dataprep.export import (
     DEFAULT_SYSTEM_PROMPT,
     ExportState,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urljoin
 
-from comet_settings import COMET_PROJECT, QUIET_EXPERIMENT, quiet_comet_console
+from mathpal_train.comet import COMET_PROJECT, QUIET_EXPERIMENT, quiet_comet_console
 
 COMET_PROBE_TIMEOUT_S = 10.0
 SAMPLES_TABLE = "samples.csv"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from atomic_files import staged_dir
+from mathpal_train.atomic_files import staged_dir
 from evals.chart import CHART_FILE, write_accuracy_chart
 from evals.metrics import METRICS
 

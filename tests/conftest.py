@@ -39,7 +39,7 @@ def chat_examples() -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, chat_examples):
     """A tiny Gemma-3n checkpoint whose tokenizer was trained on the examples."""
-    from training.tiny_model import write_tiny_model
+    from mathpal_train.tiny_model import write_tiny_model
 
     texts = [m["content"] for e in chat_examples for m in e["messages"]] * 5
     return write_tiny_model(texts, tmp_path_factory.mktemp("tiny") / "tiny-gemma3n", vocab_size=400, seed=1)

@@ -56,7 +56,7 @@ def test_train_dry_run_prints_the_command_and_writes_the_resolved_recipe(smoke_i
 
 
 def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(monkeypatch, smoke_inputs):
-    import training.launcher
+    import mathpal_train.launcher
 
     calls = []
 
@@ -64,7 +64,7 @@ def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(mon
         calls.append((argv, env, log_path))
         return 3
 
-    monkeypatch.setattr(training.launcher, "run_logged", fake_run)
+    monkeypatch.setattr(mathpal_train.launcher, "run_logged", fake_run)
     monkeypatch.setenv("LEARNING_RATE", "5e-4")
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     monkeypatch.delenv("COMET_START_ONLINE", raising=False)

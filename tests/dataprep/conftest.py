@@ -170,7 +170,7 @@ def seed_store(folder, payloads: list[dict[str, Any]], collection: str = "vector
     """
     from qdrant_client import QdrantClient, models
 
-    from dataprep.embedding import EMBEDDING_DIM, hash_embedding
+    from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
 
     client = QdrantClient(path=str(folder))
     try:
@@ -210,7 +210,7 @@ def _trees(a: int, b: int) -> tuple[str, str]:
 def near_duplicate_pair() -> tuple[tuple[str, str], tuple[str, str], float]:
     """Two problems one number apart: the first hashes into train, the second into validation/test
     (at CRAWL_FRACTIONS), and their stored vectors have cosine >= 0.975; plus that cosine."""
-    from dataprep.embedding import hash_embedding
+    from mathpal_train.demo.embedding import hash_embedding
     from dataprep.payloads import normalise_question
     from dataprep.splits import assign_split
 
@@ -235,7 +235,7 @@ def near_duplicate_pair() -> tuple[tuple[str, str], tuple[str, str], float]:
 def crawl_payloads(corpus: dict[str, Any]) -> dict[str, Any]:
     """The ``corpus`` entries plus 40 sample-corpus problems, a near-duplicate pair and one entry
     per reject reason; with the entry ids and what the export of it must count."""
-    from dataprep.sample_corpus import generate_problems
+    from mathpal_train.demo.corpus import generate_problems
 
     points = list(corpus["points"])
     fillers = [

@@ -36,7 +36,7 @@ from dataprep.payloads import (
     question_key,
     reference_answer,
 )
-from dataprep.sample_payloads import sample_points
+from mathpal_train.demo.points import sample_points
 from tests.dataprep.conftest import eid
 
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from dataprep import qdrant_source
-from dataprep.embedding import hash_embedding
+from mathpal_train.demo.embedding import hash_embedding
 from dataprep.export import add_points, new_export, point_fields
 from dataprep.payloads import normalise_question
 from dataprep.pipeline import ExportError, ExportSettings, run_export

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 import dataprep.qdrant_source as qs
-from dataprep.embedding import EMBEDDING_DIM, hash_embedding
+from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
 from dataprep.export import build_splits, jsonl_bytes
 from dataprep.qdrant_source import (
     DEFAULT_QDRANT_PATH,

@@ -13,8 +13,8 @@ import unicodedata
 import uuid
 from typing import Any
 
-from dataprep.embedding import hash_embedding
-from dataprep.sample_corpus import Problem, generate_problems, to_content
+from mathpal_train.demo.embedding import hash_embedding
+from mathpal_train.demo.corpus import Problem, generate_problems, to_content
 
 SOURCE = "mathpal-sample-corpus"
 CRAWLED_AT = "2025-06-01T00:00:00Z"

@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mathpal_cli import app
-from training.validate import RecipeError, validate_recipe
+from mathpal_train.validate import RecipeError, validate_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").glob("*.yml"))

@@ -1,4 +1,4 @@
-"""Tests for dataprep.sample_payloads: the messy sample collection and its point ids/vectors."""
+"""Tests for mathpal_train.demo.points: the messy sample collection and its point ids/vectors."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from collections import defaultdict
 import pytest
 
 import dataprep.qdrant_source as qs
-from dataprep.embedding import EMBEDDING_DIM, hash_embedding
+from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
 from dataprep.export import build_splits, jsonl_bytes
 from dataprep.payloads import build_problem, clean_text, join_chunks, normalise_question, split_content
 from dataprep.qdrant_source import open_client, recreate_collection, scroll_payloads, upsert_payloads
-from dataprep.sample_corpus import generate_problems, to_content
-from dataprep.sample_payloads import (
+from mathpal_train.demo.corpus import generate_problems, to_content
+from mathpal_train.demo.points import (
     CHUNK_OVERLAP,
     CHUNK_SIZE,
     chunk_text,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.launcher import (
+from mathpal_train.launcher import (
     RESOLVED_RECIPE_NAME,
     build_launch_argv,
     comet_env,

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from atomic_files import write_text_atomic
+from mathpal_train.atomic_files import write_text_atomic
 
 RESOLVED_RECIPE_NAME = "recipe.resolved.yml"
 # Where `mathpal train` copies the job's output, inside the recipe's output_dir.

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from dataprep import sample_corpus
-from dataprep.sample_corpus import (
+from mathpal_train.demo import corpus as sample_corpus
+from mathpal_train.demo.corpus import (
     TEMPLATES,
     TOPICS,
     Draft,
@@ -44,7 +44,7 @@ from dataprep.sample_corpus import (
     to_content,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SEEDS_PER_TEMPLATE = 40
 
 
@@ -318,11 +318,11 @@ def test_output_does_not_depend_on_string_hashing(corpus, hash_seed):
     """Set/dict order changes with PYTHONHASHSEED; the corpus must not."""
     code = (
         "import hashlib, json; from dataclasses import asdict;"
-        "from dataprep.sample_corpus import generate_problems;"
+        "from mathpal_train.demo.corpus import generate_problems;"
         "p = json.dumps([asdict(x) for x in generate_problems()], ensure_ascii=False, sort_keys=True);"
         "print(hashlib.sha256(p.encode('utf-8')).hexdigest())"
     )
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == _digest(corpus)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3nForCausalLM
 
-from training.tiny_model import END_OF_TURN_ID, write_tiny_model
+from mathpal_train.tiny_model import END_OF_TURN_ID, write_tiny_model
 
 TEXTS = [
     "Một cửa hàng có 1.200 kg gạo, đã bán 3/4 số gạo. Hỏi còn lại bao nhiêu ki-lô-gam gạo?",

@@ -1,6 +1,6 @@
 """Reading the trainer's metric dicts out of Axolotl logs."""
 
-from training.train_log import eval_losses, metric_dicts, train_steps
+from mathpal_train.train_log import eval_losses, metric_dicts, train_steps
 
 LOG = """[2026-11-25 09:20:21,632] [INFO] [axolotl.train] Starting trainer...
 {'eval_loss': '8.143', 'eval_runtime': '20.92', 'memory/max_active (GiB)': '0', 'epoch': 0}

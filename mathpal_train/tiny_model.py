@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from atomic_files import staged_dir
+from mathpal_train.atomic_files import staged_dir
 
 DEFAULT_TINY_MODEL_DIR = Path(".mathpal/tiny-gemma3n")
 

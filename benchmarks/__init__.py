@@ -1,0 +1,1 @@
+"""Benchmark scripts: run from the checkout as ``python -m benchmarks.NAME`` (results in docs/performance.md)."""
