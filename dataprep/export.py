@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, Union
 
 from dataprep.payloads import Piece, Problem, Rejected, assemble_problem, chunk_index, question_key
+from mathpal_train.notation import answer_line
 from dataprep.splits import SPLITS, check_fractions, split_bucket, split_for_bucket
 
 DEFAULT_SYSTEM_PROMPT = (
     "Bạn là MathPal, gia sư toán thân thiện cho học sinh lớp 5 và lớp 6. "
     "Hãy giải bài toán từng bước bằng tiếng Việt, giải thích ngắn gọn, dễ hiểu, "
-    "và kết thúc bằng một dòng 'Đáp số: ...'."
+    f"và kết thúc bằng một dòng '{answer_line('...')}'."
 )
 
 PointId = Union[int, str]

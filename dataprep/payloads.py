@@ -15,6 +15,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from mathpal_train.notation import find_labelled_answer
+
 QUESTION_MARK = "### QUESTION:"
 SOLUTION_MARK = "#### SOLUTION:"
 
@@ -29,8 +31,6 @@ _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u3000]+")
 # Spaces that _SPACES_RE would change even when alone (a lone " " it would leave as is).
 _ODD_SPACE_RE = re.compile(r"[\t\u00a0\u2000-\u200b\u202f\u3000]")
 _BLANK_LINES_RE = re.compile(r"\n{3,}")
-# One answer line: [^\S\n] is "whitespace but not a line break", so a match never spans lines.
-_FINAL_ANSWER_RE = re.compile(r"(?:Đáp số|Đáp án)[^\S\n]*[:：][^\S\n]*(.+)", re.IGNORECASE)
 _CHUNK_SUFFIX_RE = re.compile(r"_(\d+)$")
 
 
@@ -146,11 +146,8 @@ def split_content(content: str) -> tuple[str, str]:
 
 
 def reference_answer(solution: str) -> str | None:
-    """The text of the last ``Đáp số:`` (or ``Đáp án:``) line of a reference solution."""
-    found = None
-    for match in _FINAL_ANSWER_RE.finditer(solution.replace("*", "") if "*" in solution else solution):
-        found = match.group(1).strip().rstrip(".").strip()
-    return found or None
+    """The final answer of a reference solution: its last labelled line (``mathpal_train.notation``)."""
+    return find_labelled_answer(solution)
 
 
 # What an export keeps of one point: (chunk_id, content, grade_id, topic).  The rest

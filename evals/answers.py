@@ -5,6 +5,7 @@ decimal comma (``12,5``), dot or space thousands separators (``1.200``, ``1 200`
 after the number (``72 học sinh``, ``2,75 m²``).  Off-the-shelf graders such as math-verify read
 ``1.200`` as 1.2 and ``\\boxed{12,5}`` as the set {12, 5}, so we normalise first and compare
 numbers ourselves; math-verify is only used for answers that are expressions, not plain numbers.
+The label and the number notation are ``mathpal_train.notation``'s, shared with data prep.
 
 Typical use::
 
@@ -18,43 +19,20 @@ import logging
 import math
 import re
 import unicodedata
-from typing import NamedTuple
+
+from mathpal_train.notation import (
+    VALUE_RE,
+    Number,
+    find_labelled_answer,
+    find_numbers,
+    literal_to_float,
+    normalise_symbols,
+)
 
 __all__ = ["extract_final_answer", "parse_number", "answers_match"]
 
 _REL_TOL = 1e-6
 _ABS_TOL = 1e-9
-
-# "Đáp số:" / "Đáp án:", any case, with markdown bold/italics around or inside the label
-# ("**Đáp số:** 12", "**Đáp số**: 12", "**Đáp số: 12**").
-_LABEL_RE = re.compile(r"đáp\s*(?:số|án)[\s*_]*[:：]", re.IGNORECASE)
-
-# One unsigned number literal in Vietnamese (or English-style) notation.  Order matters: the
-# grouped forms come first so that "1.200" is read as 1200 rather than 1.2.  A group may not
-# start with 0, so an English decimal such as "0.125" stays 0.125.
-_NUM = (
-    r"(?:"
-    r"[1-9][0-9]{0,2}(?:\.[0-9]{3})+(?![0-9])(?:,[0-9]+)?"  # 1.234.567,5
-    r"|[1-9][0-9]{0,2}(?: [0-9]{3})+(?![0-9])(?:,[0-9]+)?"  # 1 234 567,5
-    r"|[1-9][0-9]{0,2}(?:,[0-9]{3})+\.[0-9]+"  # 1,234.5 (English)
-    r"|[1-9][0-9]{0,2}(?:,[0-9]{3}){2,}(?![0-9])"  # 1,234,567 (English)
-    r"|[0-9]+(?:[.,][0-9]+)?"  # 12 / 12,5 / 3.5
-    r")"
-)
-
-# A signed number, optionally a fraction "3/4" or a mixed number "2 1/2".  It may not start
-# right after a digit, separator or letter, so the "2" of "m2" / "cm2" is part of a unit.
-_VALUE_RE = re.compile(
-    r"(?<![0-9.,])(?<![^\W\d_])"
-    r"(?:(?P<sign>-) ?)?"
-    r"(?:(?P<whole>[0-9]+) (?=[0-9]+ ?/ ?[0-9]))?"
-    rf"(?P<num>{_NUM})"
-    rf"(?: ?/ ?(?P<den>{_NUM}))?"
-)
-
-# Vietnamese number words that scale the number before them ("1,5 triệu đồng").
-_MULTIPLIERS = {"nghìn": 1e3, "ngàn": 1e3, "triệu": 1e6, "tỉ": 1e9, "tỷ": 1e9}
-_MULTIPLIER_RE = re.compile(r"\s*(nghìn|ngàn|triệu|tỉ|tỷ)(?!\w)", re.IGNORECASE)
 
 # LaTeX commands whose argument is plain text to keep (units, bold answers).
 _TEXT_CMD_RE = re.compile(
@@ -70,17 +48,6 @@ _EXPR_BEFORE = set("\\{}^√π*×·+/")
 _EXPR_AFTER = set("\\^√π*×·+")
 
 
-class _Number(NamedTuple):
-    """A number found in normalised text; ``raw`` is before scaling by nghìn/triệu/tỉ."""
-
-    value: float
-    raw: float
-    multiplier: float
-    start: int
-    end: int
-    is_fraction: bool
-
-
 # --------------------------------------------------------------------------- extraction
 
 
@@ -94,30 +61,11 @@ def extract_final_answer(response: str) -> str | None:
     if not response or not response.strip():
         return None
     text = unicodedata.normalize("NFC", response)
-    for extract in (_after_last_label, _last_boxed, _last_number):
+    for extract in (find_labelled_answer, _last_boxed, _last_number):
         answer = extract(text)
         if answer:
             return answer
     return None
-
-
-def _after_last_label(text: str) -> str | None:
-    """Text after the label on the last "Đáp số:"/"Đáp án:" line (or the next non-empty line
-    when the label stands alone), without markdown emphasis."""
-    lines = text.splitlines()
-    for index in range(len(lines) - 1, -1, -1):
-        matches = list(_LABEL_RE.finditer(lines[index]))
-        if not matches:
-            continue
-        answer = _clean_answer(lines[index][matches[-1].end() :])
-        following = (_clean_answer(line) for line in lines[index + 1 :])
-        return answer or next((line for line in following if line), None)
-    return None
-
-
-def _clean_answer(text: str) -> str:
-    """Strip markdown emphasis and sentence punctuation around an answer."""
-    return text.strip().strip("*_").strip().rstrip(".;").strip()
 
 
 def _last_boxed(text: str) -> str | None:
@@ -142,8 +90,8 @@ def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
 
 def _last_number(text: str) -> str | None:
     """The last number literal of the response (fraction included)."""
-    normalised = _normalise_symbols(text)
-    matches = list(_VALUE_RE.finditer(normalised))
+    normalised = normalise_symbols(text)
+    matches = list(VALUE_RE.finditer(normalised))
     return matches[-1].group(0).strip() if matches else None
 
 
@@ -153,10 +101,10 @@ def _last_number(text: str) -> str | None:
 def _normalise(text: str) -> str:
     """Reduce an answer string to plain text that the number regex can read."""
     text = unicodedata.normalize("NFC", text).replace("**", "")
-    labelled = _after_last_label(text)
+    labelled = find_labelled_answer(text)
     if labelled is not None:
         text = labelled
-    text = _normalise_symbols(_unwrap_latex(text))
+    text = normalise_symbols(_unwrap_latex(text))
     text = _take_right_hand_side(text)
     return re.sub(r"\s+", " ", text).strip().rstrip(".;").strip()
 
@@ -188,13 +136,6 @@ def _frac_to_slash(match: re.Match[str]) -> str:
     return match.group(0)
 
 
-def _normalise_symbols(text: str) -> str:
-    """Unicode minus and en dash to '-', non-breaking and thin spaces to ' '.
-
-    Every replacement is one character for one, so match positions stay valid."""
-    return re.sub("[\u2212\u2013]", "-", re.sub("[\u00a0\u2009\u202f]", " ", text))
-
-
 def _take_right_hand_side(text: str) -> str:
     """Keep what follows the last '=' or '≈' ("x = 9", "S = 12 × 5 = 60 cm²" → the result)."""
     parts = re.split(r"[=≈]", text)
@@ -218,77 +159,11 @@ def parse_number(text: str) -> float | None:
     number only; ``answers_match`` compares all of them.  Percent signs are dropped: a
     percentage is compared with a percentage, so "25%" is 25, not 0.25.
     """
-    numbers = _find_numbers(_normalise(text))
+    numbers = find_numbers(_normalise(text))
     return numbers[0].value if numbers else None
 
 
-def _find_numbers(text: str) -> list[_Number]:
-    """Every number in normalised text, in order."""
-    numbers = []
-    for match in _VALUE_RE.finditer(text):
-        raw = _match_to_float(match)
-        if raw is None:
-            continue
-        multiplier_match = _MULTIPLIER_RE.match(text, match.end())
-        multiplier = _MULTIPLIERS[multiplier_match.group(1).lower()] if multiplier_match else 1.0
-        numbers.append(
-            _Number(
-                value=raw * multiplier,
-                raw=raw,
-                multiplier=multiplier,
-                start=match.start(),
-                end=match.end(),
-                is_fraction=match.group("den") is not None,
-            )
-        )
-    return numbers
-
-
-def _match_to_float(match: re.Match[str]) -> float | None:
-    """Value of one ``_VALUE_RE`` match; None for a zero denominator."""
-    value = _literal_to_float(match.group("num"))
-    if match.group("den") is not None:
-        value = _frac_to_float(value, _literal_to_float(match.group("den")))
-        if value is None:
-            return None
-    if match.group("whole") is not None:
-        value += float(match.group("whole"))
-    return -value if match.group("sign") else value
-
-
-def _frac_to_float(numerator: float, denominator: float) -> float | None:
-    """numerator / denominator, or None when the denominator is zero."""
-    return numerator / denominator if denominator else None
-
-
-def _literal_to_float(literal: str) -> float:
-    """Float value of a literal matched by ``_NUM``."""
-    return float(_normalise_separators(literal))
-
-
-def _normalise_separators(literal: str) -> str:
-    """Vietnamese/English number literal → Python float syntax.
-
-    A comma is a decimal comma (Vietnamese), so the ambiguous "1,200" is 1.2.  A dot is a
-    thousands separator only when followed by groups of exactly three digits ("1.200",
-    "3.500.000"); "3.5" is an English decimal point, as models trained on English data write.
-    When both appear, the last one is the decimal separator.
-    """
-    literal = literal.replace(" ", "")
-    if "," in literal and "." in literal:
-        if literal.rfind(",") > literal.rfind("."):
-            return literal.replace(".", "").replace(",", ".")
-        return literal.replace(",", "")
-    if "," in literal:
-        if re.fullmatch(r"[1-9][0-9]{0,2}(?:,[0-9]{3}){2,}", literal):
-            return literal.replace(",", "")
-        return literal.replace(",", ".")
-    if re.fullmatch(r"[1-9][0-9]{0,2}(?:\.[0-9]{3})+", literal):
-        return literal.replace(".", "")
-    return literal
-
-
-def _is_plain(text: str, number: _Number) -> bool:
+def _is_plain(text: str, number: Number) -> bool:
     """Whether the first number stands alone (with words/units around it) rather than being
     part of an expression such as ``\\sqrt{4}`` or ``2\\pi``, which needs math-verify."""
     before = text[: number.start]
@@ -298,7 +173,7 @@ def _is_plain(text: str, number: _Number) -> bool:
     return not after or after[0] not in _EXPR_AFTER
 
 
-def _numbers_close(predicted: _Number, gold: _Number) -> bool:
+def _numbers_close(predicted: Number, gold: Number) -> bool:
     """Equal values; or equal numbers where only one side says nghìn/triệu/tỉ, because a gold
     "100" to "bao nhiêu nghìn đồng?" is right when the pupil writes "100 nghìn đồng"."""
     if math.isclose(predicted.value, gold.value, rel_tol=_REL_TOL, abs_tol=_ABS_TOL):
@@ -312,7 +187,7 @@ def _numbers_close(predicted: _Number, gold: _Number) -> bool:
     )
 
 
-def _number_lists_match(predicted: list[_Number], gold: list[_Number]) -> bool:
+def _number_lists_match(predicted: list[Number], gold: list[Number]) -> bool:
     """The prediction's leading numbers equal all the gold's numbers, so compound golds
     ("2 giờ 30 phút") need every part, and a restated form after the answer
     ("12,5 kg (12 500 g)") does not hurt."""
@@ -338,7 +213,7 @@ def answers_match(predicted: str | None, gold: str) -> bool:
     pred_text, gold_text = _normalise_text(pred_norm), _normalise_text(gold_norm)
     if pred_text and pred_text == gold_text:
         return True
-    pred_numbers, gold_numbers = _find_numbers(pred_norm), _find_numbers(gold_norm)
+    pred_numbers, gold_numbers = find_numbers(pred_norm), find_numbers(gold_norm)
     if (
         pred_numbers
         and gold_numbers
@@ -353,7 +228,7 @@ def _to_verifiable(text: str) -> str:
     """Normalised answer with every number in Python float syntax, in ``$…$`` when it holds
     LaTeX, so math-verify reads "12,5" as 12.5 and not as a set."""
     pieces, position = [], 0
-    for match in _VALUE_RE.finditer(text):
+    for match in VALUE_RE.finditer(text):
         pieces.append(text[position : match.start()])
         pieces.append(_verifiable_number(match))
         position = match.end()
@@ -365,9 +240,9 @@ def _to_verifiable(text: str) -> str:
 def _verifiable_number(match: re.Match[str]) -> str:
     """One number as math-verify should see it; fractions stay fractions (exact rationals)."""
     sign = "-" if match.group("sign") else ""
-    number = _format_float(_literal_to_float(match.group("num")))
+    number = _format_float(literal_to_float(match.group("num")))
     if match.group("den") is not None:
-        number = f"{number}/{_format_float(_literal_to_float(match.group('den')))}"
+        number = f"{number}/{_format_float(literal_to_float(match.group('den')))}"
     if match.group("whole") is not None:
         return f"{sign}({match.group('whole')}+{number})"
     return f"{sign}{number}"

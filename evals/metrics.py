@@ -12,28 +12,23 @@ from statistics import mean
 from typing import Any
 
 from evals.answers import answers_match, extract_final_answer, parse_number
+from mathpal_train.notation import find_numbers, has_answer_label, normalise_symbols, number_at
 
 METRICS = ("accuracy", "relevance", "completeness", "clarity")
 
-# A number as written in Vietnamese or English notation: 1.200.000 / 12,5 / 3.5 / 3/4.
-_NUMBER_RE = re.compile(r"-?\d+(?:[.,\s]\d{3})*(?:[.,]\d+)?(?:\s*/\s*\d+)?")
-_RESULT_RE = re.compile(r"=\s*(-?\d[\d.,\s/]*)")
-_FINAL_LINE_RE = re.compile(r"(Đáp số|Đáp án)\s*\**\s*[:：]", re.IGNORECASE)
+# An "=" of a calculation line ("120 × 3 : 5 = 72 (học sinh)"); its result is the number after it.
+_EQUALS_RE = re.compile(r"=\s*")
 
 
 def numbers_in(text: str) -> list[float]:
-    """Every number in ``text``, read in Vietnamese notation."""
-    values = []
-    for match in _NUMBER_RE.finditer(text):
-        value = parse_number(match.group(0))
-        if value is not None:
-            values.append(value)
-    return values
+    """Every number in ``text``, read in Vietnamese notation (``mathpal_train.notation``), unscaled."""
+    return [number.raw for number in find_numbers(normalise_symbols(text))]
 
 
 def reference_results(reference: str, gold_answer: str) -> list[float]:
     """The reference's intermediate results: the number after each ``=``, plus the final answer."""
-    results = [v for m in _RESULT_RE.finditer(reference) if (v := parse_number(m.group(1))) is not None]
+    text = normalise_symbols(reference)
+    results = [number.raw for eq in _EQUALS_RE.finditer(text) if (number := number_at(text, eq.end())) is not None]
     final = parse_number(gold_answer)
     if final is not None:
         results.append(final)
@@ -79,7 +74,7 @@ def clarity_checks(response: str, hit_limit: bool) -> dict[str, bool]:
     lines = [line for line in response.splitlines() if line.strip()]
     return {
         "has_steps": len(lines) >= 3,
-        "has_final_answer_line": bool(_FINAL_LINE_RE.search(response)),
+        "has_final_answer_line": has_answer_label(response),
         "no_repetition_loop": not has_repetition_loop(response),
         "not_cut_off": not hit_limit,
     }

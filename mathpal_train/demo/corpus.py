@@ -9,7 +9,7 @@ crawled exam problems it stands in for and, above all, be right.  Hence:
   that results are clean: integers, short decimals or reduced fractions;
 * numbers are written in Vietnamese notation, which the downstream grader parses: decimal
   comma (``12,5``), dot thousands separator (``1.200``), ``a/b`` fractions, ``25%``,
-  ``×`` for multiplication and ``:`` for division (see ``format_number``);
+  ``×`` for multiplication and ``:`` for division (``mathpal_train.notation.format_number``);
 * every solution is step by step and ends with the line ``Đáp số: <answer>``;
 * the same ``(n, seed)`` always gives the same problems, byte for byte.
 
@@ -25,8 +25,9 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+
+from mathpal_train.notation import MAX_DECIMALS, answer_line, decimal_places, format_fraction, format_number
 
 __all__ = [
     "TOPICS",
@@ -34,8 +35,6 @@ __all__ = [
     "Draft",
     "Problem",
     "Template",
-    "format_fraction",
-    "format_number",
     "generate_problems",
     "make_problem",
     "to_content",
@@ -60,10 +59,6 @@ TOPICS: tuple[str, ...] = (
 
 GRADE_5 = "grade_5"
 GRADE_6 = "grade_6"
-
-# More decimals than this never appear in a grade 5-6 answer; a value that would need more
-# is a bug in a template's parameter ranges, so format_number refuses it.
-MAX_DECIMALS = 3
 
 # Attempts per requested problem before generate_problems gives up (duplicates are skipped).
 ATTEMPTS_PER_PROBLEM = 50
@@ -128,58 +123,6 @@ def _template(topic: str, grade_id: str) -> Callable[[Builder], Builder]:
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def format_number(x: int | float | Fraction | Decimal) -> str:
-    """Vietnamese notation: ``1.234,5`` (dot thousands separator from 1000 up, decimal comma).
-
-    Exact values (int, Fraction, Decimal) must be terminating decimals with at most
-    ``MAX_DECIMALS`` places, otherwise ValueError: rounding silently would print a wrong
-    number in a solution.  Floats are rounded to ``MAX_DECIMALS`` places first, since their
-    binary value is rarely the decimal that was meant (0.1 + 0.2).
-    """
-    if isinstance(x, bool) or not isinstance(x, (int, float, Fraction, Decimal)):
-        raise TypeError(f"format_number needs a number, got {type(x).__name__}")
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            raise ValueError(f"cannot format {x!r}")
-        step = Decimal(1).scaleb(-MAX_DECIMALS)
-        value = Fraction(Decimal(repr(x)).quantize(step, rounding=ROUND_HALF_UP))
-    else:
-        if isinstance(x, Decimal) and not x.is_finite():
-            raise ValueError(f"cannot format {x!r}")
-        value = Fraction(x)
-    places = _decimal_places(value)
-    if places > MAX_DECIMALS:
-        raise ValueError(f"{value} needs {places} decimals (at most {MAX_DECIMALS})")
-    sign = "-" if value < 0 else ""
-    scaled = int(abs(value) * 10**places)
-    whole, fraction = divmod(scaled, 10**places)
-    text = f"{whole:,}".replace(",", ".")
-    if fraction:
-        text += "," + str(fraction).rjust(places, "0").rstrip("0")
-    return sign + text
-
-
-def _decimal_places(value: Fraction) -> int:
-    """Decimal places needed to write ``value`` exactly (ValueError if it never terminates)."""
-    denominator, twos, fives = value.denominator, 0, 0
-    while denominator % 2 == 0:
-        denominator, twos = denominator // 2, twos + 1
-    while denominator % 5 == 0:
-        denominator, fives = denominator // 5, fives + 1
-    if denominator != 1:
-        raise ValueError(f"{value} is not a terminating decimal")
-    return max(twos, fives)
-
-
-def format_fraction(x: int | Fraction) -> str:
-    """A reduced fraction as ``a/b`` (``-a/b`` when negative), an integer as a plain number."""
-    value = Fraction(x)
-    if value.denominator == 1:
-        return format_number(value.numerator)
-    sign = "-" if value < 0 else ""
-    return f"{sign}{format_number(abs(value.numerator))}/{value.denominator}"
 
 
 _fmt = format_number
@@ -280,7 +223,7 @@ def _hundredths(rng: random.Random, low: int, high: int) -> Fraction:
 def _places(value: Fraction) -> int:
     """Decimal places of a terminating value; 99 when it does not terminate."""
     try:
-        return _decimal_places(Fraction(value))
+        return decimal_places(Fraction(value))
     except ValueError:
         return 99
 
@@ -2227,7 +2170,7 @@ TEMPLATES: tuple[Template, ...] = tuple(_REGISTRY)
 def make_problem(template: Template, rng: random.Random) -> Problem:
     """Draw one problem from ``template``: the solution is its steps plus the ``Đáp số`` line."""
     draft = template.build(rng)
-    solution = "\n".join((*draft.steps, f"Đáp số: {draft.answer}"))
+    solution = "\n".join((*draft.steps, answer_line(draft.answer)))
     return Problem(template.topic, template.grade_id, draft.question, solution, draft.answer)
 
 

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from mathpal_train.demo.embedding import hash_embedding
+from mathpal_train.notation import ANSWER_LABEL
 from mathpal_train.demo.corpus import Problem, generate_problems, to_content
 
 SOURCE = "mathpal-sample-corpus"
@@ -39,7 +40,7 @@ def _messy(content: str, n: int) -> str:
         content = unicodedata.normalize("NFD", content)
     if n % 11 == 5:
         content = content.replace(" là:", "&nbsp;là:", 1).replace("\n", "<br>\n", 1)
-        content = content.replace("Đáp số:", "<b>Đáp số:</b>", 1)
+        content = content.replace(f"{ANSWER_LABEL}:", f"<b>{ANSWER_LABEL}:</b>", 1)
     return content
 
 

@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
-from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
@@ -37,8 +36,6 @@ from mathpal_train.demo.corpus import (
     Draft,
     Problem,
     Template,
-    format_fraction,
-    format_number,
     generate_problems,
     make_problem,
     to_content,
@@ -552,57 +549,3 @@ def test_answers_are_clean_numbers(drawn):
             assert math.gcd(a, b) == 1 and b > 1, p.answer
         else:
             assert len(literal.partition(",")[2]) <= 3, p.answer
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (12.5, "12,5"),
-        (12.50, "12,5"),
-        (Decimal("12.50"), "12,5"),
-        (Fraction(25, 2), "12,5"),
-        (1200, "1.200"),
-        (1000, "1.000"),
-        (999, "999"),
-        (1234.5, "1.234,5"),
-        (1_200_000, "1.200.000"),
-        (0, "0"),
-        (-0.0, "0"),
-        (0.125, "0,125"),
-        (0.1 + 0.2, "0,3"),
-        (-1234.5, "-1.234,5"),
-        (Fraction(-3, 4), "-0,75"),
-        (Decimal("-7.050"), "-7,05"),
-        (72, "72"),
-    ],
-)
-def test_format_number(value, text):
-    assert format_number(value) == text
-
-
-@pytest.mark.parametrize("value", [Fraction(1, 3), Fraction(1, 16), float("nan"), float("inf"), Decimal("NaN")])
-def test_format_number_refuses_values_it_cannot_write_exactly(value):
-    with pytest.raises(ValueError):
-        format_number(value)
-
-
-@pytest.mark.parametrize("value", ["12", None, True])
-def test_format_number_refuses_non_numbers(value):
-    with pytest.raises(TypeError):
-        format_number(value)
-
-
-def test_format_number_round_trips():
-    rng = random.Random(3)
-    for _ in range(2000):
-        value = Fraction(rng.randint(-10**9, 10**9), rng.choice((1, 10, 100, 1000, 4, 8, 20, 125)))
-        assert vi_literal(format_number(value).lstrip("-")) * (-1 if value < 0 else 1) == value
-
-
-def test_format_fraction():
-    assert format_fraction(Fraction(6, 8)) == "3/4"
-    assert format_fraction(Fraction(10, 5)) == "2"
-    assert format_fraction(Fraction(-1, 2)) == "-1/2"
