@@ -1,6 +1,6 @@
 """The export's shortcuts give exactly what the plain rules give.
 
-``clean_text``, ``reference_answer`` and ``merge_overlap`` skip work when the text
+``clean_text`` and ``merge_overlap`` skip work when the text
 cannot need it, ``question_key`` does not clean a cleaned question twice, and
 ``problem_line`` writes JSON by hand.  Any difference would change a problem's text,
 answer, id or split, so each is compared with a straightforward reference (the
@@ -101,8 +101,12 @@ def test_question_key_of_a_cleaned_question_equals_normalise_question(texts):
     assert question_key(cleaned) == normalise_question(cleaned) == "<b>tính"
 
 
-def test_reference_answer_equals_the_reference(texts):
-    assert [t for t in texts if reference_answer(t) != reference_answer_of(t)] == []
+def test_reference_answer_keeps_the_colon_rule_on_the_corpus(texts):
+    """The label rule grew (``mathpal_train.notation``: ``là``, bare and alone forms, ``__``
+    emphasis); on the sample corpus, which writes ``Đáp số: …``, it reads what the colon rule read.
+    The new forms are tested in tests/mathpal_train/test_notation.py."""
+    corpus = texts[:-20_000]
+    assert corpus and [t for t in corpus if reference_answer(t) != reference_answer_of(t)] == []
 
 
 def test_merge_overlap_equals_the_reference(texts):
