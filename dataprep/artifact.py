@@ -6,20 +6,23 @@ Without a key the run is recorded in an offline archive (``comet upload FILE.zip
 sends it later).  comet_ml cannot log an artifact offline (``OfflineExperiment.
 log_artifact`` raises NotImplementedError, comet_ml 3.58), so the archive carries
 the same four files as assets tagged with the artifact's name, type and sha256,
-plus the counts as metrics; rerun with a key to create the artifact itself.
+plus the counts as metrics; rerun with a key to create the artifact itself.  Online or
+offline is ``mathpal_train.comet``'s decision (a key whose server does not answer goes
+offline too, and the line says why).
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
-from mathpal_train.comet import COMET_PROJECT, QUIET_EXPERIMENT, quiet_comet_console
+from mathpal_train.comet import COMET_PROJECT, end_experiment, flatten_metrics, start_experiment
 
 DEFAULT_OFFLINE_DIR = Path("reports/prepare-data/comet")
 ARTIFACT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "manifest.json")
+
 
 def artifact_name(collection: str) -> str:
     """``mathpal-<collection>``, with characters Comet does not allow in names replaced by ``-``."""
@@ -31,43 +34,25 @@ def artifact_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
     return {"source": manifest["source"], "counts": manifest["counts"], "files": manifest["files"]}
 
 
-def _flat_counts(counts: dict[str, Any], prefix: str = "counts/") -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key, value in counts.items():
-        if isinstance(value, dict):
-            flat.update(_flat_counts(value, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def log_dataset_artifact(
     folder: Path, manifest: dict[str, Any], offline_dir: Path = DEFAULT_OFFLINE_DIR, project: str = COMET_PROJECT
 ) -> str:
     """Log the export in ``folder``; returns a line saying where it went (artifact or archive)."""
-    quiet_comet_console()
     import comet_ml
 
     name = artifact_name(manifest["source"]["collection"])
-    metadata = artifact_metadata(manifest)
-    online = bool(os.environ.get("COMET_API_KEY"))
-    if online:
-        experiment = comet_ml.Experiment(project_name=project, **QUIET_EXPERIMENT)
-    else:
-        offline_dir.mkdir(parents=True, exist_ok=True)
-        experiment = comet_ml.OfflineExperiment(project_name=project, offline_directory=str(offline_dir), **QUIET_EXPERIMENT)
+    run = start_experiment(offline_dir, project)
+    experiment = run.experiment
     experiment.set_name(f"prepare-data {manifest['source']['collection']}")
     experiment.log_parameters({"collection": manifest["source"]["collection"], **manifest.get("settings", {})})
-    experiment.log_metrics(_flat_counts(manifest["counts"]))
-    if online:
-        artifact = comet_ml.Artifact(name, artifact_type="dataset", metadata=metadata)
+    experiment.log_metrics(flatten_metrics(manifest["counts"], "counts/"))
+    if run.online:
+        artifact = comet_ml.Artifact(name, artifact_type="dataset", metadata=artifact_metadata(manifest))
         for file_name in ARTIFACT_FILES:
             artifact.add(str(Path(folder) / file_name), logical_path=file_name)
         logged = experiment.log_artifact(artifact)
-        experiment.end()
+        end_experiment(run)
         return f"Comet artifact {name} (dataset) version {getattr(logged, 'version', '?')} logged"
-    import hashlib
-
     manifest_sha = hashlib.sha256((Path(folder) / "manifest.json").read_bytes()).hexdigest()
     sha = {**manifest["files"], "manifest.json": manifest_sha}
     for file_name in ARTIFACT_FILES:
@@ -78,8 +63,7 @@ def log_dataset_artifact(
         )
     experiment.log_other("artifact", name)
     experiment.log_other("artifact_type", "dataset")
-    key = experiment.get_key()
-    experiment.end()
-    where = offline_dir / f"{key}.zip"
-    return (f"Comet offline archive {where} (dataset {name}: its 4 files as assets, since comet_ml cannot log "
+    archive = end_experiment(run)
+    why = f"CometML {run.fallback}; " if run.fallback else ""
+    return (f"{why}Comet offline archive {archive} (dataset {name}: its 4 files as assets, since comet_ml cannot log "
             "an artifact offline; upload with `comet upload`, or set COMET_API_KEY to log the artifact itself)")

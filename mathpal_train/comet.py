@@ -1,16 +1,31 @@
-"""CometML settings shared by every MathPal command that logs an experiment.
+"""CometML for every MathPal command: online with ``COMET_API_KEY``, else an offline archive.
 
-One project for training (Axolotl's integration), evaluation and data exports,
-and the same quiet experiment options everywhere: Comet's automatic logging
-watches the process (stdout, git, hardware), which a report or a dataset does
-not need and which costs seconds at exit.
+One decision for training (Axolotl's Comet callback), evaluation and data exports:
+
+* with a key, the server is probed first (``probe_server``, 10 s at most): comet_ml itself
+  waits about 30 s for an unreachable server and then silently drops everything logged;
+* without a key, when the probe fails, or when the server refuses the experiment, the same
+  things go into an offline archive (a zip that ``comet upload FILE.zip`` sends later), and
+  the caller says why in one line (``CometRun.fallback``).
+
+Every experiment uses the same project and the same quiet options: Comet's automatic
+logging watches the process (stdout, git, hardware), which a report or a dataset does not
+need and which costs seconds at exit. ``read_offline_metrics`` and ``read_offline_assets``
+read an archive back (the tests check what would be uploaded).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urljoin
 
 COMET_PROJECT = "mathpal-gemma3n"
+COMET_PROBE_TIMEOUT_S = 10.0
 
 QUIET_EXPERIMENT = dict(
     auto_metric_logging=False,
@@ -33,3 +48,155 @@ def quiet_comet_console() -> None:
     commands print the outcome themselves. Call before importing comet_ml."""
     os.environ.setdefault("COMET_LOGGING_CONSOLE", "error")
     os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
+
+
+def comet_server_url() -> str:
+    """The server address comet_ml will use: its config (``COMET_URL_OVERRIDE``, ~/.comet.config),
+    or the address an API key carries, or comet.com."""
+    quiet_comet_console()
+    from comet_ml.config import get_api_key, get_backend_address, get_config
+
+    config = get_config()
+    get_api_key(None, config)  # applies the address a key may carry, exactly as Experiment does
+    return get_backend_address(config)
+
+
+def probe_server(url: str, timeout: float = COMET_PROBE_TIMEOUT_S) -> str | None:
+    """None when the Comet server at ``url`` answers its health ping within ``timeout`` seconds,
+    else why not: "no answer", the error's name ("ConnectionError") or "HTTP 503".
+
+    The request runs in a daemon thread joined with the deadline, because a socket timeout
+    does not bound DNS resolution or a trickling proxy; a hung probe is simply abandoned.
+    """
+    outcome: dict[str, Any] = {}
+
+    def ping() -> None:
+        try:
+            import requests
+
+            outcome["status"] = requests.get(urljoin(url, "health/ping"), timeout=timeout).status_code
+        except Exception as error:  # any failure to get an answer means unreachable
+            outcome["error"] = type(error).__name__
+
+    thread = threading.Thread(target=ping, name="comet-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return "no answer"
+    if "error" in outcome:
+        return outcome["error"]
+    if outcome["status"] >= 500:
+        return f"HTTP {outcome['status']}"
+    return None
+
+
+class CometRun(NamedTuple):
+    """A started experiment and where it logs: ``online`` or into ``offline_dir``.
+
+    ``fallback`` says why a run with a key went offline instead ("server … unreachable
+    within 10 s (ConnectionError)"); None when nothing went wrong.
+    """
+
+    experiment: Any
+    online: bool
+    offline_dir: Path
+    fallback: str | None = None
+
+
+def start_experiment(
+    offline_dir: Path, project: str = COMET_PROJECT, probe_timeout: float = COMET_PROBE_TIMEOUT_S
+) -> CometRun:
+    """An ``Experiment`` when a key is set and the server answers, else an ``OfflineExperiment``
+    writing into ``offline_dir`` (created only then)."""
+    quiet_comet_console()
+    import comet_ml
+
+    fallback = None
+    if os.environ.get("COMET_API_KEY"):
+        url = comet_server_url()
+        why = probe_server(url, probe_timeout)
+        if why is None:
+            experiment = comet_ml.Experiment(project_name=project, **QUIET_EXPERIMENT)
+            if experiment.alive:
+                return CometRun(experiment, True, Path(offline_dir))
+            experiment.end()
+            fallback = f"server {url} refused the experiment (see Comet's message above)"
+        else:
+            fallback = f"server {url} unreachable within {probe_timeout:g} s ({why})"
+    Path(offline_dir).mkdir(parents=True, exist_ok=True)
+    experiment = comet_ml.OfflineExperiment(project_name=project, offline_directory=str(offline_dir), **QUIET_EXPERIMENT)
+    return CometRun(experiment, False, Path(offline_dir), fallback)
+
+
+def end_experiment(run: CometRun) -> Path | None:
+    """End the experiment; for an offline run, return the archive it wrote (``<key>.zip``)."""
+    key = run.experiment.get_key()
+    run.experiment.end()
+    if run.online:
+        return None
+    archive = run.offline_dir / f"{key}.zip"
+    if archive.is_file():
+        return archive
+    archives = sorted(run.offline_dir.glob("*.zip"), key=lambda p: p.stat().st_mtime)
+    return archives[-1] if archives else None
+
+
+def flatten_metrics(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested dict as ``a/b/c`` names (booleans, strings and None skipped)."""
+    flat: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = value
+    return flat
+
+
+def job_env(env: dict[str, str], output_dir: Path) -> dict[str, str]:
+    """Comet settings for a training job (Axolotl's callback): offline into ``output_dir/comet``
+    when there is no API key.
+
+    Without a key comet_ml's default (online) makes Axolotl's Comet callback fail at start;
+    an offline archive can be uploaded later with ``comet upload``. A ``COMET_START_ONLINE``
+    the user set is theirs to keep.
+    """
+    if env.get("COMET_API_KEY") or "COMET_START_ONLINE" in env:
+        return {}
+    return {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": str(Path(output_dir) / "comet")}
+
+
+# --------------------------------------------------------------------------- reading an archive back
+
+
+def _archive_messages(archive: Path) -> list[dict[str, Any]]:
+    with zipfile.ZipFile(archive) as zf:
+        return [json.loads(line) for line in zf.read("messages.json").decode("utf-8").splitlines() if line.strip()]
+
+
+def read_offline_metrics(archive: Path) -> dict[str, float]:
+    """The metrics an offline archive will upload (last value per name)."""
+    found: dict[str, float] = {}
+    for message in _archive_messages(archive):
+        if message.get("type") == "metric_msg":
+            metric = message["payload"]["metric"]
+            found[metric["metricName"]] = metric["metricValue"]
+    return found
+
+
+def read_offline_assets(archive: Path) -> dict[str, tuple[str, bytes]]:
+    """Name → (upload type, content) of every file an offline archive will upload.
+
+    Assets and tables keep their file name ("samples.csv", upload type "asset"); images are
+    named after ``log_image``'s name plus extension ("accuracy_by_topic.png", "visualization").
+    """
+    found: dict[str, tuple[str, bytes]] = {}
+    with zipfile.ZipFile(archive) as zf:
+        for message in _archive_messages(archive):
+            if message.get("type") != "file_upload":
+                continue
+            payload = message["payload"]
+            extra = payload.get("additional_params", {})
+            name = extra.get("fileName") or f"{extra.get('figName')}.{extra.get('extension')}"
+            found[name] = (payload.get("upload_type", ""), zf.read(payload["file_path"]))
+    return found

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from mathpal_train import comet
 from mathpal_train.atomic_files import write_text_atomic
 
 RESOLVED_RECIPE_NAME = "recipe.resolved.yml"
@@ -177,17 +178,6 @@ def build_launch_argv(
     return argv
 
 
-def comet_env(env: dict[str, str], output_dir: Path) -> dict[str, str]:
-    """Comet settings for the job: offline into ``output_dir/comet`` when there is no API key.
-
-    Without a key comet_ml's default (online) makes Axolotl's Comet callback fail
-    at start; an offline archive can be uploaded later with ``comet upload``.
-    """
-    if env.get("COMET_API_KEY") or "COMET_START_ONLINE" in env:
-        return {}
-    return {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": str(Path(output_dir) / "comet")}
-
-
 def run_logged(argv: list[str], env: dict[str, str], log_path: Path) -> int:
     """Run ``argv``, copying its output to the console and to ``log_path``; return its exit code.
 
@@ -224,7 +214,7 @@ def job_env(output_dir: Path, debug: bool = False) -> dict[str, str]:
     """The full environment of a training job: telemetry off, Comet offline without a key,
     and Axolotl's debug logging when asked."""
     env = launch_env()
-    env.update(comet_env(env, Path(output_dir)))
+    env.update(comet.job_env(env, Path(output_dir)))
     if debug:
         env["AXOLOTL_LOG_LEVEL"] = "DEBUG"
     return env

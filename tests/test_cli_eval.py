@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import mathpal_cli
-from evals.comet_log import flatten_metrics, read_offline_assets, read_offline_metrics
+from mathpal_train.comet import flatten_metrics, read_offline_assets, read_offline_metrics
 from mathpal_cli import app
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.comet_log import flatten_metrics, read_offline_metrics
+from mathpal_train.comet import flatten_metrics, read_offline_metrics
 from mathpal_cli import eval_loss_history
 
 REPO = Path(__file__).resolve().parents[1]

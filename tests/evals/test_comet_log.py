@@ -1,4 +1,4 @@
-"""CometML logging with the real comet_ml: the offline archive, the server probe and the fallback.
+"""An evaluation logged with the real comet_ml: the offline archive and the fallback.
 
 No network: "servers" are sockets on 127.0.0.1 that this test opens (or a port it closed).
 """
@@ -6,21 +6,13 @@ No network: "servers" are sockets on 127.0.0.1 that this test opens (or a port i
 from __future__ import annotations
 
 import csv
-import http.server
 import io
-import socket
-import threading
 import time
 
 from evals.chart import write_accuracy_chart
-from evals.comet_log import (
-    TABLE_COLUMNS,
-    flatten_metrics,
-    log_to_comet,
-    probe_server,
-    read_offline_assets,
-    read_offline_metrics,
-)
+from evals.comet_log import TABLE_COLUMNS, log_to_comet
+from mathpal_train.comet import flatten_metrics, read_offline_assets, read_offline_metrics
+from tests.mathpal_train.test_comet import closed_port
 
 METRICS = {
     "n": 2,
@@ -36,18 +28,6 @@ SAMPLES = [
     {"model": "tuned", "id": "a", "question": "Hỏi?", "answer": "12,5 kg", "prediction": "Đáp số: 12,5 kg",
      "correct": True, "accuracy": 1.0, "relevance": 0.25},
 ]
-
-
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_flatten_keeps_numbers_only():
-    tree = {"n": 3, "models": {"base": {"accuracy": 0.5, "flag": True, "name": "x", "relevance": None}}, "model": "path"}
-    assert flatten_metrics(tree) == {"n": 3, "models/base/accuracy": 0.5}
 
 
 def test_offline_archive_carries_metrics_table_chart_and_files(tmp_path, monkeypatch):
@@ -69,44 +49,6 @@ def test_offline_archive_carries_metrics_table_chart_and_files(tmp_path, monkeyp
     assert table[0] == list(TABLE_COLUMNS)
     assert [row[TABLE_COLUMNS.index("prediction")] for row in table[1:]] == [s["prediction"] for s in SAMPLES]
     assert [row[TABLE_COLUMNS.index("relevance")] for row in table[1:]] == ["", "0.25"]
-
-
-def test_probe_says_why_a_server_is_unreachable():
-    started = time.perf_counter()
-    assert probe_server(f"http://127.0.0.1:{closed_port()}/clientlib/", timeout=5) == "ConnectionError"
-    assert time.perf_counter() - started < 5
-
-    with socket.socket() as silent:  # accepts connections, never answers
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        started = time.perf_counter()
-        reason = probe_server(f"http://127.0.0.1:{silent.getsockname()[1]}/clientlib/", timeout=0.5)
-        assert reason in {"no answer", "ReadTimeout"}
-        assert time.perf_counter() - started < 3
-
-
-def test_probe_accepts_a_server_that_answers_its_health_ping():
-    paths: list[str] = []
-
-    class Ping(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            paths.append(self.path)
-            self.send_response(200 if self.path.endswith("/health/ping") else 404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ping)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        assert probe_server(f"http://127.0.0.1:{server.server_address[1]}/clientlib/", timeout=5) is None
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert paths == ["/clientlib/health/ping"]
 
 
 def test_key_with_unreachable_server_falls_back_to_an_offline_archive(tmp_path, monkeypatch):

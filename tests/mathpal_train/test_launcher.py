@@ -11,7 +11,6 @@ import yaml
 from mathpal_train.launcher import (
     RESOLVED_RECIPE_NAME,
     build_launch_argv,
-    comet_env,
     launch_env,
     load_recipe,
     parse_set,
@@ -55,12 +54,6 @@ def test_argv_for_two_nodes_counts_all_processes():
 )
 def test_visible_gpus(env, expected):
     assert visible_gpus(env) == expected
-
-
-def test_comet_goes_offline_into_the_output_dir_without_a_key():
-    assert comet_env({}, Path("out")) == {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": "out/comet"}
-    assert comet_env({"COMET_API_KEY": "k"}, Path("out")) == {}
-    assert comet_env({"COMET_START_ONLINE": "1"}, Path("out")) == {}
 
 
 def test_run_logged_tees_output_and_returns_the_exit_code(tmp_path, capfd):
