@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AXOLOTL_DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast train-quick train train-custom clean
+.PHONY: install demo lint test test-fast train-quick train train-custom clean
 
 # torch first, pinned: a CPU build from local disk here; letting Axolotl pull torch
 # would fetch a multi-GB CUDA build.
@@ -22,10 +22,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mathpal demo
 
-test: $(STAMP)
+# Style first: ruff's config is in pyproject.toml (`ruff format .` fixes what --check reports).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -v -rA --durations=15
 
-test-fast: $(STAMP)
+test-fast: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow"
 
 # GPU training (recipes name the hub model; data from `mathpal prepare-data`).

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from mathpal_train.tiny_model import e2b_text_config  # noqa: F401 - the one E2B builder (tests use it from here)
 
 GEMMA_PAD, GEMMA_EOS, GEMMA_BOS, GEMMA_END_OF_TURN = 0, 1, 2, 106
@@ -55,7 +54,7 @@ def build_random_model(config, device: str, dtype, seed: int = 0):
     them, and Gemma-3n's RMS norm of an all-zero row is degenerate.
     """
     import torch
-    from transformers import GenerationConfig, Gemma3nForCausalLM
+    from transformers import Gemma3nForCausalLM, GenerationConfig
 
     torch.manual_seed(seed)
     previous = torch.get_default_dtype()
@@ -69,7 +68,10 @@ def build_random_model(config, device: str, dtype, seed: int = 0):
         for table in (model.model.embed_tokens, model.model.embed_tokens_per_layer):
             table.weight[config.pad_token_id].normal_(mean=0.0, std=0.02)
     model.generation_config = GenerationConfig(
-        bos_token_id=GEMMA_BOS, eos_token_id=[GEMMA_EOS, GEMMA_END_OF_TURN], pad_token_id=GEMMA_PAD, do_sample=False,
+        bos_token_id=GEMMA_BOS,
+        eos_token_id=[GEMMA_EOS, GEMMA_END_OF_TURN],
+        pad_token_id=GEMMA_PAD,
+        do_sample=False,
         suppress_tokens=ids_without_per_layer_input(config) or None,
     )
     return model.eval()
@@ -103,8 +105,14 @@ def _synchronise(device: str) -> None:
 
 
 def measure(
-    model, tokenizer, examples: list[dict[str, Any]], batch_size: int, max_new_tokens: int,
-    min_problems: int, rounds: int, fixed_length: bool,
+    model,
+    tokenizer,
+    examples: list[dict[str, Any]],
+    batch_size: int,
+    max_new_tokens: int,
+    min_problems: int,
+    rounds: int,
+    fixed_length: bool,
 ) -> dict[str, Any]:
     """Rate of one batch size: a short warm-up batch, then ``max(rounds, ⌈min_problems/B⌉)``
     full batches timed end to end (tokenising, generating, decoding: what eval waits for)."""
@@ -119,7 +127,11 @@ def measure(
     _synchronise(device)
     started = time.perf_counter()
     answers = generate_answers(
-        model, tokenizer, problems, batch_size=batch_size, max_new_tokens=max_new_tokens,
+        model,
+        tokenizer,
+        problems,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
         min_new_tokens=max_new_tokens if fixed_length else 0,
     )
     _synchronise(device)
@@ -165,7 +177,10 @@ def load(args: argparse.Namespace, workdir: Path):
         tokenizer.padding_side = "left"
         config = e2b_text_config(tiny=args.tiny_shape, vocab_size=len(tokenizer) if args.tiny_shape else None)
         if len(tokenizer) > config.vocab_size:
-            raise SystemExit(f"error: tokenizer {tokenizer_dir} has {len(tokenizer)} tokens, more than the model's {config.vocab_size}")
+            raise SystemExit(
+                f"error: tokenizer {tokenizer_dir} has {len(tokenizer)} tokens, "
+                f"more than the model's {config.vocab_size}"
+            )
         device = "cuda" if cuda else "cpu"
         dtype = torch.bfloat16 if cuda else torch.float32
         model = build_random_model(config, device, dtype)
@@ -185,7 +200,8 @@ def render(results: dict[str, Any]) -> str:
     single = next((r for r in rows if r["batch_size"] == 1), None)
     lines = [
         f"model: {results['model']}",
-        f"answers: {results['max_new_tokens']} new tokens each ({'fixed' if results['fixed_length'] else 'stop at eos'}); "
+        f"answers: {results['max_new_tokens']} new tokens each "
+        f"({'fixed' if results['fixed_length'] else 'stop at eos'}); "
         f"machine: {results['machine']}",
         "",
         "| batch | problems | seconds | problems/s | new tokens/s | × batch 1 |",
@@ -193,12 +209,17 @@ def render(results: dict[str, Any]) -> str:
     ]
     for row in rows:
         speedup = f"{row['problems_per_s'] / single['problems_per_s']:.1f}" if single else "–"
-        lines.append(f"| {row['batch_size']} | {row['problems']} | {row['seconds']:.2f} | {row['problems_per_s']:.2f} | "
-                     f"{row['tokens_per_s']:.0f} | {speedup} |")
+        lines.append(
+            f"| {row['batch_size']} | {row['problems']} | {row['seconds']:.2f} | {row['problems_per_s']:.2f} | "
+            f"{row['tokens_per_s']:.0f} | {speedup} |"
+        )
     best = max(rows, key=lambda r: r["problems_per_s"])
     if single:
-        lines += ["", f"best batch {best['batch_size']}: {best['problems_per_s']:.2f} problems/s = "
-                      f"{best['problems_per_s'] / single['problems_per_s']:.1f} × batch 1"]
+        lines += [
+            "",
+            f"best batch {best['batch_size']}: {best['problems_per_s']:.2f} problems/s = "
+            f"{best['problems_per_s'] / single['problems_per_s']:.1f} × batch 1",
+        ]
     return "\n".join(lines)
 
 
@@ -210,8 +231,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         examples = sample_examples(needed)
         batches = []
         for batch_size in args.batch_sizes:
-            row = measure(model, tokenizer, examples, batch_size, args.max_new_tokens, args.min_problems,
-                          args.rounds, not args.stop_at_eos)
+            row = measure(
+                model,
+                tokenizer,
+                examples,
+                batch_size,
+                args.max_new_tokens,
+                args.min_problems,
+                args.rounds,
+                not args.stop_at_eos,
+            )
             print(f"batch {batch_size}: {row['problems_per_s']:.2f} problems/s", file=sys.stderr, flush=True)
             batches.append(row)
     single = next((r for r in batches if r["batch_size"] == 1), None)
@@ -233,10 +262,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gpu-e2b", action="store_true", help="E2B-shaped random Gemma-3n in bf16 on CUDA")
     parser.add_argument("--tiny-shape", action="store_true", help="with --gpu-e2b: toy width, runs on a CPU")
     parser.add_argument("--tokenizer", type=Path, help="with --gpu-e2b: tokenizer folder with Gemma's special ids")
-    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        help="comma-separated (default CPU 1,2,4,8,16,32,64,128; GPU 1,8,16,32,64,128)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="comma-separated (default CPU 1,2,4,8,16,32,64,128; GPU 1,8,16,32,64,128)",
+    )
     parser.add_argument("--max-new-tokens", type=int, help="tokens per answer (default CPU 64, GPU 256)")
-    parser.add_argument("--min-problems", type=int, help="problems timed at least, per batch size (default CPU 16, GPU 4)")
+    parser.add_argument(
+        "--min-problems", type=int, help="problems timed at least, per batch size (default CPU 16, GPU 4)"
+    )
     parser.add_argument("--rounds", type=int, help="batches timed at least, per batch size (default CPU 3, GPU 2)")
     parser.add_argument("--stop-at-eos", action="store_true", help="let answers end at <end_of_turn>/<eos>")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")

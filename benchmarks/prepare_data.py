@@ -82,10 +82,14 @@ def build_store(folder: Path, points: int, vectors: bool) -> None:
         client.create_collection(COLLECTION, vectors_config=config)
         batch = 4096
         for start in range(0, points, batch):
-            chunk = payloads[start:start + batch]
-            client.upsert(COLLECTION, points=[
-                models.PointStruct(id=point_id(p), vector=point_vector(p) if vectors else {}, payload=p) for p in chunk
-            ])
+            chunk = payloads[start : start + batch]
+            client.upsert(
+                COLLECTION,
+                points=[
+                    models.PointStruct(id=point_id(p), vector=point_vector(p) if vectors else {}, payload=p)
+                    for p in chunk
+                ],
+            )
             print(f"  {start + len(chunk):,} points", flush=True)
     finally:
         client.close()
@@ -152,8 +156,9 @@ def child_export(store: Path, out: Path, page: int | None) -> dict:
         return client
 
     started = time.perf_counter()
-    manifest = run_export(opener, ExportSettings(collection=COLLECTION, page_size=page), out,
-                          {"qdrant": str(store), "mode": "local"})
+    manifest = run_export(
+        opener, ExportSettings(collection=COLLECTION, page_size=page), out, {"qdrant": str(store), "mode": "local"}
+    )
     done = time.perf_counter()
     return {
         "points": manifest["counts"]["points_read"],
@@ -232,8 +237,9 @@ def median_of(runs: list[dict], key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--vectors", action="store_true",
-                        help="store 128-d cosine vectors (the near-duplicate search runs)")
+    parser.add_argument(
+        "--vectors", action="store_true", help="store 128-d cosine vectors (the near-duplicate search runs)"
+    )
     parser.add_argument("--pages", default="4096,16384,32768,65536", help="raw scroll page sizes")
     parser.add_argument("--export-page", type=int, default=None, help="fixed export page (default: its schedule)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -262,40 +268,74 @@ def main() -> None:
         pages = [int(p) for p in args.pages.split(",")]
         variants = [(page, False) for page in pages] + [(max(pages), True)]
         for page, gc_off in variants:
-            runs = [measure([*me, "--child", "scroll", "--store", str(store), "--page", str(page),
-                             *(["--gc-off"] if gc_off else [])])
-                    for _ in range(args.rounds)]
+            runs = [
+                measure(
+                    [
+                        *me,
+                        "--child",
+                        "scroll",
+                        "--store",
+                        str(store),
+                        "--page",
+                        str(page),
+                        *(["--gc-off"] if gc_off else []),
+                    ]
+                )
+                for _ in range(args.rounds)
+            ]
             what = "raw scroll, GC off" if gc_off else "raw scroll"
             rows.append({"what": what, "page": str(page), "runs": runs})
             print(f"{what} page {page}: {[round(r['open_s'] + r['work_s'], 2) for r in runs]}", flush=True)
         page_arg = ["--page", str(args.export_page)] if args.export_page else []
-        runs = [measure([*me, "--child", "export", "--store", str(store), "--out", str(work / "data"), *page_arg])
-                for _ in range(args.rounds)]
+        runs = [
+            measure([*me, "--child", "export", "--store", str(store), "--out", str(work / "data"), *page_arg])
+            for _ in range(args.rounds)
+        ]
         rows.append({"what": "export (run_export)", "page": str(args.export_page or "schedule"), "runs": runs})
         print(f"export: {[round(r['open_s'] + r['work_s'], 2) for r in runs]}", flush=True)
         counts = runs[-1]["counts"]
         near = runs[-1]["near_duplicates"]
         if not args.skip_command:
-            command = [sys.executable, "-m", "mathpal_cli", "prepare-data", "--qdrant-path", str(store),
-                       "--collection", COLLECTION, "--out", str(work / "cli")]
+            command = [
+                sys.executable,
+                "-m",
+                "mathpal_cli",
+                "prepare-data",
+                "--qdrant-path",
+                str(store),
+                "--collection",
+                COLLECTION,
+                "--out",
+                str(work / "cli"),
+            ]
             runs = [measure(command, cwd=REPO) for _ in range(args.rounds)]
             rows.append({"what": "`mathpal prepare-data` command", "page": "schedule", "runs": runs})
             print(f"command: {[round(r['wall_s'], 2) for r in runs]}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    best_raw = min((median_of(r["runs"], "open_s") + median_of(r["runs"], "work_s"), r["page"])
-                   for r in rows if r["what"] == "raw scroll")
-    best_gc_off = min(median_of(r["runs"], "open_s") + median_of(r["runs"], "work_s")
-                      for r in rows if r["what"] == "raw scroll, GC off")
+    best_raw = min(
+        (median_of(r["runs"], "open_s") + median_of(r["runs"], "work_s"), r["page"])
+        for r in rows
+        if r["what"] == "raw scroll"
+    )
+    best_gc_off = min(
+        median_of(r["runs"], "open_s") + median_of(r["runs"], "work_s")
+        for r in rows
+        if r["what"] == "raw scroll, GC off"
+    )
     print()
-    print(f"{args.points:,} points, {'128-d cosine vectors' if args.vectors else 'payload-only'}, local mode; "
-          f"median of {args.rounds} rounds; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}")
+    print(
+        f"{args.points:,} points, {'128-d cosine vectors' if args.vectors else 'payload-only'}, local mode; "
+        f"median of {args.rounds} rounds; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+    )
     print(f"export counts: {json.dumps(counts)}")
     print(f"near-duplicate search: {json.dumps(near)}")
     print()
-    print("| run | page | open s | scroll / export s | total s | points/s | × best raw | × raw GC off "
-          "| tree RSS MB | max RSS MB | worker MB |")
+    print(
+        "| run | page | open s | scroll / export s | total s | points/s | × best raw | × raw GC off "
+        "| tree RSS MB | max RSS MB | worker MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     table = []
     for row in rows:
@@ -309,16 +349,26 @@ def main() -> None:
             cells = ["", "", f"{total:.2f}"]
         rss = max(r["tree_rss"] for r in runs) / 2**20
 
-        def peak(key: str) -> str:
+        def peak(key: str, runs: list[dict] = runs) -> str:
             values = [r[key] for r in runs if r.get(key)]
             return f"{max(values) / 2**20:,.0f}" if values else ""
 
         worker = peak("worker_max_rss") if row["what"].startswith("export") else ""
-        line = (f"| {row['what']} | {row['page']} | {' | '.join(cells)} | {args.points / total:,.0f} | "
-                f"{total / best_raw[0]:.2f} | {total / best_gc_off:.2f} | {rss:,.0f} | {peak('max_rss')} | {worker} |")
+        line = (
+            f"| {row['what']} | {row['page']} | {' | '.join(cells)} | {args.points / total:,.0f} | "
+            f"{total / best_raw[0]:.2f} | {total / best_gc_off:.2f} | {rss:,.0f} | {peak('max_rss')} | {worker} |"
+        )
         print(line)
-        table.append({"run": row["what"], "page": row["page"], "total_s": total, "ratio": total / best_raw[0],
-                      "tree_rss_mb": rss, "runs": runs})
+        table.append(
+            {
+                "run": row["what"],
+                "page": row["page"],
+                "total_s": total,
+                "ratio": total / best_raw[0],
+                "tree_rss_mb": rss,
+                "runs": runs,
+            }
+        )
     if args.json:
         args.json.write_text(json.dumps({"points": args.points, "vectors": args.vectors, "rows": table}, indent=2))
 

@@ -84,8 +84,10 @@ def summarize(trace_path: Path, step_seconds: float | None = None, steps: int = 
         "busy_share_of_profiled_span": busy_us / span_us,
         "mean_kernel_us": kernel_us / len(kernels),
         "categories": {k: v / 1e6 for k, v in sorted(by_category.items(), key=lambda kv: -kv[1])},
-        "top_kernels": [{"name": n[:120], "s": v[0] / 1e6, "count": v[1], "category": categorize(n)}
-                        for n, v in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]],
+        "top_kernels": [
+            {"name": n[:120], "s": v[0] / 1e6, "count": v[1], "category": categorize(n)}
+            for n, v in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]
+        ],
     }
     if step_seconds:
         result["unprofiled_step_s"] = step_seconds
@@ -95,12 +97,16 @@ def summarize(trace_path: Path, step_seconds: float | None = None, steps: int = 
 
 def format_summary(s: dict) -> str:
     """The summary as a plain table."""
-    lines = [f"profiled {s['steps']} step(s): span {s['profiled_span_s']:.2f} s, {s['kernels']} kernels "
-             f"(mean {s['mean_kernel_us']:.1f} µs), GPU busy {s['gpu_busy_s']:.2f} s "
-             f"({100 * s['busy_share_of_profiled_span']:.0f}% of the profiled span)"]
+    lines = [
+        f"profiled {s['steps']} step(s): span {s['profiled_span_s']:.2f} s, {s['kernels']} kernels "
+        f"(mean {s['mean_kernel_us']:.1f} µs), GPU busy {s['gpu_busy_s']:.2f} s "
+        f"({100 * s['busy_share_of_profiled_span']:.0f}% of the profiled span)"
+    ]
     if "unprofiled_step_s" in s:
-        lines.append(f"unprofiled step {s['unprofiled_step_s']:.2f} s: GPU busy "
-                     f"{100 * s['busy_share_of_unprofiled_step']:.0f}% of it")
+        lines.append(
+            f"unprofiled step {s['unprofiled_step_s']:.2f} s: GPU busy "
+            f"{100 * s['busy_share_of_unprofiled_step']:.0f}% of it"
+        )
     lines.append(f"{'kernel family':<26} {'seconds':>8} {'share':>6}")
     for name, seconds in s["categories"].items():
         lines.append(f"{name:<26} {seconds:>8.3f} {100 * seconds / s['kernel_s']:>5.1f}%")

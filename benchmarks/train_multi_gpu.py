@@ -32,22 +32,43 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 from benchmarks.train_throughput import build_model, step_summary, write_data
 from mathpal_train.train_log import train_steps
+
+REPO = Path(__file__).resolve().parents[1]
 
 ZERO3_QUANT = "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"  # ZeRO-3 shards only bf16-stored 4-bit
 
 
-def train_argv(model_dir: Path, out: Path, stage: str, gpus: int, steps: int, accumulation: int,
-               save_steps: int) -> list[str]:
+def train_argv(
+    model_dir: Path, out: Path, stage: str, gpus: int, steps: int, accumulation: int, save_steps: int
+) -> list[str]:
     """The `mathpal train` command of one run (the benchmark's overrides only)."""
-    argv = [sys.executable, "-m", "mathpal_cli", "train", str(REPO / "recipes" / "production.yml"),
-            "--num-gpus", str(gpus), "--deepspeed", stage, "--max-steps", str(steps),
-            "--set", f"base_model={model_dir}", "--set", f"output_dir={out}", "--set", "logging_steps=1",
-            "--set", f"gradient_accumulation_steps={accumulation}", "--set", f"save_steps={save_steps}",
-            "--set", "eval_steps=1000"]
+    argv = [
+        sys.executable,
+        "-m",
+        "mathpal_cli",
+        "train",
+        str(REPO / "recipes" / "production.yml"),
+        "--num-gpus",
+        str(gpus),
+        "--deepspeed",
+        stage,
+        "--max-steps",
+        str(steps),
+        "--set",
+        f"base_model={model_dir}",
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        "logging_steps=1",
+        "--set",
+        f"gradient_accumulation_steps={accumulation}",
+        "--set",
+        f"save_steps={save_steps}",
+        "--set",
+        "eval_steps=1000",
+    ]
     if stage == "zero3":
         argv += ["--set", ZERO3_QUANT]
     return argv
@@ -66,8 +87,13 @@ def summarize_run(name: str, log: str, warmup: int, returncode: int) -> dict:
         "peak_gib": summary["peak_gib"],
         "losses": [e["loss"] for e in logs],
         "grad_norm_finite": summary["grad_norm_finite"],
-        "resumed_from": (re.findall(r"checkpoint-(\d+)", " ".join(
-            line for line in log.splitlines() if re.search(r"resum", line, re.IGNORECASE))) or [None])[0],
+        "resumed_from": (
+            re.findall(
+                r"checkpoint-(\d+)",
+                " ".join(line for line in log.splitlines() if re.search(r"resum", line, re.IGNORECASE)),
+            )
+            or [None]
+        )[0],
     }
 
 
@@ -102,8 +128,13 @@ def adapter_check(model_dir: Path, out: Path) -> dict:
         return {"adapter_loads": False, "error": f"{type(err).__name__}: {err}"[:300]}
     loaded = {n: p for n, p in model.named_parameters() if "lora_" in n}
     b_max = max((float(t.abs().max()) for n, t in tensors.items() if "lora_B" in n and t.numel()), default=0.0)
-    result = {"adapter_loads": True, "tensors": len(tensors), "lora_params_in_model": len(loaded),
-              "empty_tensors": sum(1 for t in tensors.values() if t.numel() == 0), "max_abs_lora_B": b_max}
+    result = {
+        "adapter_loads": True,
+        "tensors": len(tensors),
+        "lora_params_in_model": len(loaded),
+        "empty_tensors": sum(1 for t in tensors.values() if t.numel() == 0),
+        "max_abs_lora_B": b_max,
+    }
     del model, base
     return result
 
@@ -133,8 +164,17 @@ def main() -> None:
 
     def dump() -> None:  # after every run, so a run cut short by a time limit keeps what finished
         if args.json:
-            args.json.write_text(json.dumps({"steps": args.steps, "warmup": args.warmup,
-                                             "effective_batch": args.effective_batch, "results": results}, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "steps": args.steps,
+                        "warmup": args.warmup,
+                        "effective_batch": args.effective_batch,
+                        "results": results,
+                    },
+                    indent=2,
+                )
+            )
 
     def record(entry: dict) -> None:
         results.append(entry)
@@ -160,15 +200,25 @@ def main() -> None:
                 code, log, _ = run(argv, work, log_dir / f"{out.name}.log")
                 entry = summarize_run(name + " (rerun)", log, 0, code)
                 if "error" not in entry:
-                    state = json.loads((out / "trainer_state.json").read_text()) if (
-                        out / "trainer_state.json").exists() else {}
-                    entry.update({"steps_after_resume": len(entry["losses"]),
-                                  "final_global_step": state.get("global_step")})
+                    state = (
+                        json.loads((out / "trainer_state.json").read_text())
+                        if (out / "trainer_state.json").exists()
+                        else {}
+                    )
+                    entry.update(
+                        {"steps_after_resume": len(entry["losses"]), "final_global_step": state.get("global_step")}
+                    )
             else:
                 code, log, _ = run(argv, work, log_dir / f"{out.name}.log")
                 entry = summarize_run(name, log, args.warmup, code)
-            entry.update({"stage": stage, "gpus": gpus, "gradient_accumulation_steps": accumulation,
-                          "wall_s": time.perf_counter() - started})
+            entry.update(
+                {
+                    "stage": stage,
+                    "gpus": gpus,
+                    "gradient_accumulation_steps": accumulation,
+                    "wall_s": time.perf_counter() - started,
+                }
+            )
             if "error" not in entry:
                 entry.update(adapter_check(model_dir, out))
             record(entry)
@@ -186,8 +236,10 @@ def main() -> None:
         rate = f"{r['tokens_per_s_per_gpu']:.0f}" if r.get("tokens_per_s_per_gpu") else "-"
         eff = f"{100 * r['per_gpu_efficiency']:.0f}%" if r.get("per_gpu_efficiency") else "-"
         losses = f"{r['losses'][0]:.3f}→{r['losses'][-1]:.3f}" if r.get("losses") else "-"
-        print(f"{r['run']:<22} {rate:>9} {eff:>5} {r.get('peak_gib') or '-':>8} {losses:>17} "
-              f"{r.get('adapter_loads', '-')} resumed_from={r.get('resumed_from')}")
+        print(
+            f"{r['run']:<22} {rate:>9} {eff:>5} {r.get('peak_gib') or '-':>8} {losses:>17} "
+            f"{r.get('adapter_loads', '-')} resumed_from={r.get('resumed_from')}"
+        )
     dump()
 
 

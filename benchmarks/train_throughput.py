@@ -43,9 +43,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 from mathpal_train.train_log import metric_dicts, train_steps
+
+REPO = Path(__file__).resolve().parents[1]
 
 SKIP_4BIT = ["lm_head", "correction_coefs", "prediction_coefs", "modality_router"]
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -60,8 +60,13 @@ def build_model(shape: str, out: Path, texts: list[str]) -> Path:
     import torch
     from transformers import Gemma3nForCausalLM, GenerationConfig
 
-    from mathpal_train.tiny_model import (END_OF_TURN_ID, e2b_text_config, gemma3n_chat_template, tiny_text_config,
-                                     train_tokenizer)
+    from mathpal_train.tiny_model import (
+        END_OF_TURN_ID,
+        e2b_text_config,
+        gemma3n_chat_template,
+        tiny_text_config,
+        train_tokenizer,
+    )
 
     if (out / "config.json").exists():
         return out
@@ -82,8 +87,9 @@ def build_model(shape: str, out: Path, texts: list[str]) -> Path:
     # Ids past the per-layer table (E2B: the 256 audio/vision tokens) crash the text-only
     # class on CUDA when generated; a random model can generate them, so keep them out.
     beyond = list(range(config.vocab_size_per_layer_input, config.vocab_size)) or None
-    model.generation_config = GenerationConfig(bos_token_id=2, eos_token_id=[1, END_OF_TURN_ID], pad_token_id=0,
-                                               suppress_tokens=beyond)
+    model.generation_config = GenerationConfig(
+        bos_token_id=2, eos_token_id=[1, END_OF_TURN_ID], pad_token_id=0, suppress_tokens=beyond
+    )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     del model
@@ -97,10 +103,20 @@ def write_data(work: Path, n: int) -> tuple[list[dict], list[str]]:
 
     rows = []
     for i, p in enumerate(generate_problems(n, seed=11)):
-        rows.append({"id": f"b{i:05d}", "entry_id": f"{i:024x}", "grade_id": p.grade_id, "topic": p.topic,
-                     "answer": p.answer, "messages": [{"role": "system", "content": SYSTEM},
-                                                      {"role": "user", "content": p.question},
-                                                      {"role": "assistant", "content": p.solution}]})
+        rows.append(
+            {
+                "id": f"b{i:05d}",
+                "entry_id": f"{i:024x}",
+                "grade_id": p.grade_id,
+                "topic": p.topic,
+                "answer": p.answer,
+                "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": p.question},
+                    {"role": "assistant", "content": p.solution},
+                ],
+            }
+        )
     (work / "data").mkdir(parents=True, exist_ok=True)
     split = max(8, n // 50)
     for name, part in (("train", rows[split:]), ("validation", rows[:split])):
@@ -112,6 +128,7 @@ def write_data(work: Path, n: int) -> tuple[list[dict], list[str]]:
 
 def tokenize(tokenizer, row: dict, max_len: int) -> dict:
     """input_ids with labels on the assistant turn only (what both variants train on)."""
+
     def ids_of(messages: list[dict], generation_prompt: bool) -> list[int]:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
         return tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -186,15 +203,25 @@ def baseline_model(model_dir: Path, cuda: bool, checkpointing_kwargs: dict | Non
 
     kwargs = {}
     if cuda:
-        kwargs = dict(quantization_config=BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
-            bnb_4bit_use_double_quant=True, llm_int8_skip_modules=SKIP_4BIT), device_map={"": 0}, dtype=torch.bfloat16)
+        kwargs = dict(
+            quantization_config=BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=torch.bfloat16,
+                bnb_4bit_use_double_quant=True,
+                llm_int8_skip_modules=SKIP_4BIT,
+            ),
+            device_map={"": 0},
+            dtype=torch.bfloat16,
+        )
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     if cuda:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
-                                                gradient_checkpointing_kwargs=checkpointing_kwargs)
-    return get_peft_model(model, LoraConfig(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS,
-                                            task_type="CAUSAL_LM"))
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs=checkpointing_kwargs
+        )
+    return get_peft_model(
+        model, LoraConfig(r=32, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    )
 
 
 def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int, warmup: int, seq_len: int) -> dict:
@@ -224,11 +251,22 @@ def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int
             times.append(time.perf_counter())
 
     args = TrainingArguments(
-        output_dir=str(model_dir.parent / f"baseline-mb{micro_batch}"), per_device_train_batch_size=micro_batch,
-        max_steps=steps, learning_rate=2e-4, warmup_steps=min(5, steps // 4), lr_scheduler_type="cosine",
-        optim="adamw_torch", bf16=cuda, gradient_checkpointing=cuda,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, logging_steps=1, report_to=[],
-        save_strategy="no", dataloader_num_workers=0, remove_unused_columns=False, use_cpu=not cuda,
+        output_dir=str(model_dir.parent / f"baseline-mb{micro_batch}"),
+        per_device_train_batch_size=micro_batch,
+        max_steps=steps,
+        learning_rate=2e-4,
+        warmup_steps=min(5, steps // 4),
+        lr_scheduler_type="cosine",
+        optim="adamw_torch",
+        bf16=cuda,
+        gradient_checkpointing=cuda,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        use_cpu=not cuda,
     )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -240,14 +278,15 @@ def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int
         return {"variant": f"baseline mb={micro_batch}", "error": "out of memory"}
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     grad_norms = [h.get("grad_norm") for h in trainer.state.log_history if "loss" in h]
-    measured = counts[warmup:len(times)]
+    measured = counts[warmup : len(times)]
     span = times[-1] - times[warmup - 1] if warmup else times[-1] - start
     result = {
         "variant": f"baseline mb={micro_batch}",
         "real_tokens_per_s": sum(c[0] for c in measured) / span,
         "trained_tokens_per_s": sum(c[1] for c in measured) / span,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-        "loss_first": losses[0], "loss_last": losses[-1],
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
         "grad_norm_finite": all(g is not None and g == g and abs(g) != float("inf") for g in grad_norms),
     }
     del trainer, model
@@ -265,6 +304,7 @@ def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, s
     the same process, so the GPU's busy share is not distorted by the profiler's overhead.
     """
     import torch
+
     from benchmarks.profile_trace import summarize
 
     model = baseline_model(model_dir, cuda=True, checkpointing_kwargs={"use_reentrant": False})
@@ -293,8 +333,14 @@ def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, s
         torch.cuda.synchronize()
     prof.export_chrome_trace(str(trace))
     summary = summarize(trace, step_s)
-    summary.update({"micro_batch": micro_batch, "seq_len": seq_len, "tokens_per_s": micro_batch * seq_len / step_s,
-                    "peak_gib": torch.cuda.max_memory_allocated() / 2**30})
+    summary.update(
+        {
+            "micro_batch": micro_batch,
+            "seq_len": seq_len,
+            "tokens_per_s": micro_batch * seq_len / step_s,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+        }
+    )
     trace.unlink()
     return summary  # the model goes with this frame; the caller empties the CUDA cache
 
@@ -308,18 +354,41 @@ def step_summary(steps: list[dict], warmup: int) -> dict:
     return {
         "tokens_per_s": sum(rates) / len(rates) if rates else None,
         "peak_gib": max((e.get("memory/max_allocated (GiB)", 0) for e in steps), default=None),
-        "grad_norm_finite": all(e["grad_norm"] == e["grad_norm"] and abs(e["grad_norm"]) != float("inf")
-                                for e in steps),
+        "grad_norm_finite": all(
+            e["grad_norm"] == e["grad_norm"] and abs(e["grad_norm"]) != float("inf") for e in steps
+        ),
     }
 
 
-def run_production(work: Path, model_dir: Path, steps: int, warmup: int, name: str, changes: list[str],
-                   real_per_trained: float, log_dir: Path | None = None) -> dict:
+def run_production(
+    work: Path,
+    model_dir: Path,
+    steps: int,
+    warmup: int,
+    name: str,
+    changes: list[str],
+    real_per_trained: float,
+    log_dir: Path | None = None,
+) -> dict:
     """`mathpal train recipes/production.yml` with the benchmark's overrides (and a variant's changes)."""
     out = work / f"out-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
-    argv = [sys.executable, "-m", "mathpal_cli", "train", str(REPO / "recipes" / "production.yml"), "--num-gpus", "1",
-            "--max-steps", str(steps), "--set", f"base_model={model_dir}", "--set", f"output_dir={out}",
-            "--set", "logging_steps=1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "mathpal_cli",
+        "train",
+        str(REPO / "recipes" / "production.yml"),
+        "--num-gpus",
+        "1",
+        "--max-steps",
+        str(steps),
+        "--set",
+        f"base_model={model_dir}",
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        "logging_steps=1",
+    ]
     for change in changes:
         argv += ["--set", change]
     started = time.perf_counter()
@@ -383,15 +452,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5, help="steps left out of the rate")
     parser.add_argument("--problems", type=int, default=4000)
-    parser.add_argument("--variants", default="baseline,production",
-                        help="comma list; 'production:key=value;key=value' for one change (';' between keys)")
+    parser.add_argument(
+        "--variants",
+        default="baseline,production",
+        help="comma list; 'production:key=value;key=value' for one change (';' between keys)",
+    )
     parser.add_argument("--baseline-micro-batches", default="8")
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--log-dir", type=Path, help="also copy each Axolotl run's log here")
-    parser.add_argument("--profile-micro-batches", default="",
-                        help="comma list: profile one step of the baseline's model at these micro batches of "
-                             "--seq-len rows (GPU only)")
+    parser.add_argument(
+        "--profile-micro-batches",
+        default="",
+        help="comma list: profile one step of the baseline's model at these micro batches of --seq-len rows (GPU only)",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
@@ -410,10 +484,15 @@ def main() -> None:
     flops = flops_per_token(config, args.seq_len)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     sample = [tokenize(tokenizer, r, args.seq_len) for r in rows[:500]]
-    real_per_trained = sum(len(s["input_ids"]) for s in sample) / sum(sum(l != -100 for l in s["labels"]) for s in sample)
+    real_per_trained = sum(len(s["input_ids"]) for s in sample) / sum(
+        sum(label != -100 for label in s["labels"]) for s in sample
+    )
     peak = matmul_tflops() if torch.cuda.is_available() else None
-    print(f"FLOPs/token {flops['flops_per_token'] / 1e9:.2f} G (linear params {flops['linear_params'] / 1e9:.3f} B); "
-          f"real/trained tokens {real_per_trained:.2f}; bf16 matmul {peak and round(peak)} TFLOP/s", flush=True)
+    print(
+        f"FLOPs/token {flops['flops_per_token'] / 1e9:.2f} G (linear params {flops['linear_params'] / 1e9:.3f} B); "
+        f"real/trained tokens {real_per_trained:.2f}; bf16 matmul {peak and round(peak)} TFLOP/s",
+        flush=True,
+    )
 
     profiles = []
     for mb in [int(x) for x in args.profile_micro_batches.split(",") if x.strip()]:
@@ -421,8 +500,11 @@ def main() -> None:
 
         profiles.append(profile_step(model_dir, mb, args.seq_len, work / f"trace-mb{mb}.json"))
         torch.cuda.empty_cache()
-        print(f"\n== profile: micro batch {mb} x {args.seq_len} tokens, {profiles[-1]['tokens_per_s']:.0f} tokens/s, "
-              f"peak {profiles[-1]['peak_gib']:.1f} GiB\n" + format_summary(profiles[-1]), flush=True)
+        print(
+            f"\n== profile: micro batch {mb} x {args.seq_len} tokens, {profiles[-1]['tokens_per_s']:.0f} tokens/s, "
+            f"peak {profiles[-1]['peak_gib']:.1f} GiB\n" + format_summary(profiles[-1]),
+            flush=True,
+        )
 
     results = []
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
@@ -432,14 +514,20 @@ def main() -> None:
                 print(json.dumps(results[-1]), flush=True)
         elif variant.startswith("production"):
             changes = variant.split(":", 1)[1].split(";") if ":" in variant else []
-            results.append(run_production(work, model_dir, args.steps, args.warmup, variant, changes, real_per_trained,
-                                          args.log_dir))
+            results.append(
+                run_production(
+                    work, model_dir, args.steps, args.warmup, variant, changes, real_per_trained, args.log_dir
+                )
+            )
             print(json.dumps(results[-1]), flush=True)
     for r in results:
         if peak and r.get("real_tokens_per_s"):
             r["mfu"] = flops["flops_per_token"] * r["real_tokens_per_s"] / (peak * 1e12)
 
-    header = f"{'variant':<44} {'trained tok/s':>13} {'real tok/s':>10} {'peak GiB':>8} {'MFU':>6} {'loss first→last':>17} finite"
+    header = (
+        f"{'variant':<44} {'trained tok/s':>13} {'real tok/s':>10} {'peak GiB':>8} {'MFU':>6} "
+        f"{'loss first→last':>17} finite"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for r in results:
         if "error" in r:
@@ -447,12 +535,22 @@ def main() -> None:
             continue
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
         peak_gib = f"{r['peak_gib']:.1f}" if r.get("peak_gib") else "-"
-        print(f"{r['variant']:<44} {r['trained_tokens_per_s']:>13.0f} {r['real_tokens_per_s']:>10.0f} {peak_gib:>8} "
-              f"{mfu:>6} {r['loss_first']:>8.3f}→{r['loss_last']:<8.3f} {r['grad_norm_finite']}")
-    summary = {"shape": args.shape, "steps": args.steps, "warmup": args.warmup, "seq_len": args.seq_len,
-               "flops": flops, "real_per_trained": real_per_trained, "matmul_tflops": peak,
-               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "results": results,
-               "profiles": profiles}
+        print(
+            f"{r['variant']:<44} {r['trained_tokens_per_s']:>13.0f} {r['real_tokens_per_s']:>10.0f} {peak_gib:>8} "
+            f"{mfu:>6} {r['loss_first']:>8.3f}→{r['loss_last']:<8.3f} {r['grad_norm_finite']}"
+        )
+    summary = {
+        "shape": args.shape,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "seq_len": args.seq_len,
+        "flops": flops,
+        "real_per_trained": real_per_trained,
+        "matmul_tflops": peak,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "results": results,
+        "profiles": profiles,
+    }
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 

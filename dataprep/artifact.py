@@ -65,5 +65,7 @@ def log_dataset_artifact(
     experiment.log_other("artifact_type", "dataset")
     archive = end_experiment(run)
     why = f"CometML {run.fallback}; " if run.fallback else ""
-    return (f"{why}Comet offline archive {archive} (dataset {name}: its 4 files as assets, since comet_ml cannot log "
-            "an artifact offline; upload with `comet upload`, or set COMET_API_KEY to log the artifact itself)")
+    return (
+        f"{why}Comet offline archive {archive} (dataset {name}: its 4 files as assets, since comet_ml cannot log "
+        "an artifact offline; upload with `comet upload`, or set COMET_API_KEY to log the artifact itself)"
+    )

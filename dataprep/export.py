@@ -21,11 +21,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from dataprep.payloads import Piece, Problem, Rejected, assemble_problem, chunk_index, question_key
-from mathpal_train.notation import answer_line
 from dataprep.splits import SPLITS, check_fractions, split_bucket, split_for_bucket
+from mathpal_train.notation import answer_line
 
 DEFAULT_SYSTEM_PROMPT = (
     "Bạn là MathPal, gia sư toán thân thiện cho học sinh lớp 5 và lớp 6. "
@@ -33,9 +33,27 @@ DEFAULT_SYSTEM_PROMPT = (
     f"và kết thúc bằng một dòng '{answer_line('...')}'."
 )
 
-PointId = Union[int, str]
-# What an export reads of a point: (point id, type, grade_id, entry_id, chunk_id, content, topic).
-PointFields = tuple[Any, Any, Any, Any, Any, Any, Any]
+PointId = int | str
+
+
+class PointFields(NamedTuple):
+    """What an export reads of a point (``point_fields``); the rest of the payload is dropped at once."""
+
+    point_id: Any
+    type: Any
+    grade_id: Any
+    entry_id: Any
+    chunk_id: Any
+    content: Any
+    topic: Any
+
+
+class PointPiece(NamedTuple):
+    """One point of an entry as the export keeps it: its id (for its vector) and its ``Piece``."""
+
+    point_id: PointId
+    piece: Piece
+
 
 # How many distinct type / grade_id values to remember for the "filter matched nothing" message.
 _SEEN_LIMIT = 20
@@ -54,6 +72,22 @@ class Built(NamedTuple):
     line: bytes
 
 
+class Row(NamedTuple):
+    """A kept problem in a split: its row id (the order rows are written in) and its entry."""
+
+    row_id: str
+    entry: str
+
+
+class Candidate(NamedTuple):
+    """A validation/test problem the near-duplicate search checks, and the point whose vector stands for it."""
+
+    row_id: str
+    entry_id: str
+    split: str
+    point_id: PointId
+
+
 @dataclass
 class ExportState:
     """What an export holds while points stream in: one piece per point, one line per built problem."""
@@ -68,12 +102,12 @@ class ExportState:
     grade_matches: int = 0
     seen_types: set[str] = field(default_factory=set)
     seen_grades: set[str] = field(default_factory=set)
-    pieces: dict[str, list[tuple[PointId, Piece]]] = field(default_factory=dict)
+    pieces: dict[str, list[PointPiece]] = field(default_factory=dict)
     built: dict[str, Built | Rejected] = field(default_factory=dict)
     filtered_entries: set[str] = field(default_factory=set)
     orphans: list[PointId] = field(default_factory=list)
     # Filled by finish_export:
-    rows: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    rows: dict[str, list[Row]] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
 
@@ -83,21 +117,12 @@ class Summary:
     """What ``finish_export`` tells the caller: counts, and what the near-duplicate check needs."""
 
     counts: dict[str, Any]
-    # Validation/test problems: (row id, entry id, split, id of the point whose vector stands for it).
-    candidates: list[tuple[str, str, str, PointId]]
+    # The validation/test problems to check against training problems.
+    candidates: list[Candidate]
     # Point id -> entry id of every training problem's representative point (duplicates included).
     train_points: dict[PointId, str]
     rejected_examples: dict[str, list[str]]
     filters: dict[str, Any]
-
-
-@dataclass
-class ExportResult:
-    """What one export produced: the per-split rows and the counts for the manifest."""
-
-    splits: dict[str, list[dict[str, Any]]]
-    counts: dict[str, Any]
-    rejected_examples: list[Rejected] = field(default_factory=list)
 
 
 def to_example(problem: Problem, system_prompt: str, row_id: str | None = None) -> dict[str, Any]:
@@ -141,7 +166,7 @@ def problem_line(problem: Problem, row_id: str, system_json: str) -> bytes:
         f'"grade_id": {_encode(problem.grade_id)}, "id": {_encode(row_id)}, "messages": [{system_json}, '
         f'{{"content": {_encode(problem.question)}, "role": "user"}}, '
         f'{{"content": {_encode(problem.solution)}, "role": "assistant"}}]{topic}}}\n'
-    ).encode("utf-8")
+    ).encode()
 
 
 def system_message_json(system_prompt: str) -> str:
@@ -149,16 +174,11 @@ def system_message_json(system_prompt: str) -> str:
     return json.dumps({"role": "system", "content": system_prompt}, ensure_ascii=False, sort_keys=True)
 
 
-def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
-    """Rows as UTF-8 JSON lines with sorted keys, so equal data gives equal bytes."""
-    return b"".join(row_line(row) for row in rows)
-
-
 def point_fields(point_id: PointId, payload: dict[str, Any]) -> PointFields:
     """The fields of a point an export uses; the rest of the payload is dropped right away."""
     metadata = payload.get("metadata")
     topic = metadata.get("topic") if isinstance(metadata, dict) else None
-    return (
+    return PointFields(
         point_id,
         payload.get("type"),
         payload.get("grade_id"),
@@ -181,9 +201,9 @@ def new_export(
     )
 
 
-def build_entry(state: ExportState, entry_id: str, pieces: list[tuple[PointId, Piece]]) -> Built | Rejected:
+def build_entry(state: ExportState, entry_id: str, points: list[PointPiece]) -> Built | Rejected:
     """Build one entry's problem and its JSON line (or the reason it is rejected)."""
-    problem = assemble_problem(entry_id, [piece for _, piece in pieces])
+    problem = assemble_problem(entry_id, [point.piece for point in points])
     if isinstance(problem, Rejected):
         return problem
     key = question_key(problem.question)
@@ -201,9 +221,18 @@ def _entry_of(entry_id: Any, chunk_id: Any) -> str | None:
     return None
 
 
-# A point after ``prepare_points``: (point id, type ok, grade ok, type, grade_id, entry, piece, built).
-# ``built`` is the problem of a whole point that passed the filters, else None.
-Prepared = tuple[Any, bool, bool, Any, Any, Union[str, None], Piece, Union[Built, Rejected, None]]
+class Prepared(NamedTuple):
+    """A point after ``prepare_points``: what the filters said, its entry, and for a whole point
+    that passed them its problem already built (``built``; else None)."""
+
+    point_id: PointId
+    type_ok: bool
+    grade_ok: bool
+    type: Any
+    grade_id: Any
+    entry: str | None
+    piece: Piece
+    built: Built | Rejected | None
 
 
 def prepare_points(state: ExportState, points: Iterable[PointFields]) -> list[Prepared]:
@@ -219,11 +248,11 @@ def prepare_points(state: ExportState, points: Iterable[PointFields]) -> list[Pr
         type_ok = types is None or (type(type_) is str and type_ in types)
         grade_ok = grades is None or (type(grade_id) is str and grade_id in grades)
         entry = _entry_of(entry_id, chunk_id)
-        piece = (chunk_id, content, grade_id if grade_id is not None else "", topic)
+        piece = Piece(chunk_id, content, grade_id if grade_id is not None else "", topic)
         built = None
         if type_ok and grade_ok and entry is not None and not chunk_id:
-            built = build_entry(state, entry, [(point_id, piece)])
-        append((point_id, type_ok, grade_ok, type_, grade_id, entry, piece, built))
+            built = build_entry(state, entry, [PointPiece(point_id, piece)])
+        append(Prepared(point_id, type_ok, grade_ok, type_, grade_id, entry, piece, built))
     return prepared
 
 
@@ -250,11 +279,11 @@ def add_prepared(state: ExportState, prepared: Iterable[Prepared]) -> None:
             continue
         group = pieces.get(entry)
         if group is None:
-            pieces[entry] = [(point_id, piece)]
+            pieces[entry] = [PointPiece(point_id, piece)]
             if problem is not None:
                 built[entry] = problem
         else:
-            group.append((point_id, piece))
+            group.append(PointPiece(point_id, piece))
             built.pop(entry, None)  # built from one point too early: rebuilt by finish_export
 
 
@@ -263,20 +292,20 @@ def add_points(state: ExportState, points: Iterable[PointFields]) -> None:
     add_prepared(state, prepare_points(state, points))
 
 
-def _representative(pieces: list[tuple[PointId, Piece]]) -> PointId:
+def _representative(points: list[PointPiece]) -> PointId:
     """The point whose vector stands for the problem: its first chunk (or its only point)."""
-    if len(pieces) == 1:
-        return pieces[0][0]
+    if len(points) == 1:
+        return points[0].point_id
 
-    def order(item: tuple[PointId, Piece]) -> tuple[int, str]:
-        chunk_id = item[1][0]
+    def order(point: PointPiece) -> tuple[int, str]:
+        chunk_id = point.piece.chunk_id
         try:
             index = chunk_index(chunk_id) if chunk_id else 0
         except ValueError:
             index = 1 << 62
-        return index, str(item[0])
+        return index, str(point.point_id)
 
-    return min(pieces, key=order)[0]
+    return min(points, key=order).point_id
 
 
 def build_pending(state: ExportState) -> None:
@@ -354,13 +383,13 @@ def finish_export(
         rejected["no_entry_id"] += 1
         rejects.append(Rejected(f"point:{point_id}", "no_entry_id"))
     rejects.sort(key=lambda r: r.entry_id)
-    rows: dict[str, list[tuple[str, str]]] = {name: [] for name in SPLITS}
+    rows: dict[str, list[Row]] = {name: [] for name in SPLITS}
     split_of: dict[bytes, str] = {}
     for digest, entry in kept.items():
         problem = built[entry]
         name = split_for_bucket(problem.bucket, val_fraction, test_fraction)  # type: ignore[union-attr]
         split_of[digest] = name
-        rows[name].append((problem.row_id, entry))  # type: ignore[union-attr]
+        rows[name].append(Row(problem.row_id, entry))  # type: ignore[union-attr]
     for name in SPLITS:
         rows[name].sort()
     state.rows = rows
@@ -375,16 +404,16 @@ def finish_export(
         "rejected": dict(sorted(rejected.items())),
         "splits": {name: len(rows[name]) for name in SPLITS},
     }
-    candidates: list[tuple[str, str, str, PointId]] = []
+    candidates: list[Candidate] = []
     train_points: dict[PointId, str] = {}
     if near_dup:
         pieces = state.pieces
         candidates = [
-            (row_id, entry, name, _representative(pieces[entry]))
+            Candidate(row.row_id, row.entry, name, _representative(pieces[row.entry]))
             for name in ("validation", "test")
-            for row_id, entry in rows[name]
+            for row in rows[name]
         ]
-        train_entries = [entry for _, entry in rows["train"]]
+        train_entries = [row.entry for row in rows["train"]]
         train_entries += [entry for entry, digest in duplicates if split_of[digest] == "train"]
         train_points = {_representative(pieces[entry]): entry for entry in train_entries}
     examples: dict[str, list[str]] = {}
@@ -412,7 +441,7 @@ def move_to_train(state: ExportState, row_ids: Iterable[str]) -> None:
     for name in ("validation", "test"):
         staying = []
         for row in state.rows[name]:
-            (state.rows["train"] if row[0] in moving else staying).append(row)
+            (state.rows["train"] if row.row_id in moving else staying).append(row)
         state.rows[name] = staying
     state.rows["train"].sort()
     state.counts["near_duplicates_moved"] += len(moving)
@@ -422,8 +451,8 @@ def move_to_train(state: ExportState, row_ids: Iterable[str]) -> None:
 def split_lines(state: ExportState, name: str) -> Iterable[bytes]:
     """The JSON lines of one split, in row-id order."""
     built = state.built
-    for _, entry in state.rows[name]:
-        yield built[entry].line  # type: ignore[union-attr]
+    for row in state.rows[name]:
+        yield built[row.entry].line  # type: ignore[union-attr]
 
 
 def write_splits(state: ExportState, folder: Path) -> dict[str, str]:
@@ -445,21 +474,3 @@ def write_splits(state: ExportState, folder: Path) -> dict[str, str]:
             digest.update(data)
         files[f"{name}.jsonl"] = digest.hexdigest()
     return files
-
-
-def build_splits(
-    payloads: Iterable[dict[str, Any]],
-    *,
-    types: set[str] | None = None,
-    grades: set[str] | None = None,
-    val_fraction: float = 0.05,
-    test_fraction: float = 0.05,
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-) -> ExportResult:
-    """Clean, deduplicate and split payloads held in memory (pure: no I/O, no near-duplicate check)."""
-    check_fractions(val_fraction, test_fraction)
-    state = new_export(types, grades, system_prompt)
-    add_points(state, (point_fields(None, payload) for payload in payloads))
-    finish_export(state, val_fraction, test_fraction)
-    splits = {name: [json.loads(line) for line in split_lines(state, name)] for name in SPLITS}
-    return ExportResult(splits=splits, counts=state.counts, rejected_examples=state.rejected)

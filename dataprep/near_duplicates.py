@@ -27,6 +27,8 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
+from dataprep.export import Candidate
+
 # Queries per request (one HTTP call on a server).
 QUERY_BATCH = 64
 # Points fetched per retrieve call.
@@ -54,7 +56,7 @@ def fetch_vectors(
     for start in range(0, len(point_ids), RETRIEVE_BATCH):
         records = client.retrieve(
             collection_name=collection,
-            ids=list(point_ids[start:start + RETRIEVE_BATCH]),
+            ids=list(point_ids[start : start + RETRIEVE_BATCH]),
             with_payload=False,
             with_vectors=[using] if using else True,
         )
@@ -80,48 +82,60 @@ def find_near_duplicates(
     client: QdrantClient,
     collection: str,
     using: str | None,
-    candidates: Sequence[tuple[str, str, str, Any]],
+    candidates: Sequence[Candidate],
     train_points: dict[Any, str],
     threshold: float,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Validation/test problems whose nearest training problem has cosine >= ``threshold``.
 
-    ``candidates`` are ``(row id, entry id, split, representative point id)``;
     ``train_points`` maps the representative point of every training problem to its
     entry.  Returns the problems to move (sorted by row id) and how many were checked.
     """
-    vectors = fetch_vectors(client, collection, using, [c[3] for c in candidates])
-    checkable = [c for c in candidates if c[3] in vectors]
+    vectors = fetch_vectors(client, collection, using, [c.point_id for c in candidates])
+    checkable = [c for c in candidates if c.point_id in vectors]
     moved: list[dict[str, Any]] = []
 
     def query(vector: list[float], limit: int) -> models.QueryRequest:
         return models.QueryRequest(
-            query=vector, using=using, limit=limit, score_threshold=threshold - _SLACK,
-            with_payload=False, with_vector=False,
+            query=vector,
+            using=using,
+            limit=limit,
+            score_threshold=threshold - _SLACK,
+            with_payload=False,
+            with_vector=False,
         )
 
     for start in range(0, len(checkable), QUERY_BATCH):
-        batch = checkable[start:start + QUERY_BATCH]
-        responses = client.query_batch_points(collection, requests=[query(vectors[c[3]], FIRST_LIMIT) for c in batch])
-        for (row_id, entry_id, split, point_id), response in zip(batch, responses):
+        batch = checkable[start : start + QUERY_BATCH]
+        responses = client.query_batch_points(
+            collection, requests=[query(vectors[c.point_id], FIRST_LIMIT) for c in batch]
+        )
+        for candidate, response in zip(batch, responses):
             points, limit = response.points, FIRST_LIMIT
             hit = _nearest_training(points, train_points, threshold)
             while hit is None and len(points) >= limit and limit < MAX_LIMIT:
                 limit = min(limit * 8, MAX_LIMIT)
                 points = client.query_points(
-                    collection, query=vectors[point_id], using=using, limit=limit,
-                    score_threshold=threshold - _SLACK, with_payload=False, with_vectors=False,
+                    collection,
+                    query=vectors[candidate.point_id],
+                    using=using,
+                    limit=limit,
+                    score_threshold=threshold - _SLACK,
+                    with_payload=False,
+                    with_vectors=False,
                 ).points
                 hit = _nearest_training(points, train_points, threshold)
             if hit is not None:
-                moved.append({
-                    "id": row_id,
-                    "entry_id": entry_id,
-                    "from": split,
-                    "nearest_entry_id": train_points[hit.id],
-                    "cosine": round(float(hit.score), 6),
-                })
+                moved.append(
+                    {
+                        "id": candidate.row_id,
+                        "entry_id": candidate.entry_id,
+                        "from": candidate.split,
+                        "nearest_entry_id": train_points[hit.id],
+                        "cosine": round(float(hit.score), 6),
+                    }
+                )
         if progress is not None:
             progress(len(batch))
     moved.sort(key=lambda m: m["id"])

@@ -13,7 +13,7 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mathpal_train.notation import find_labelled_answer
 
@@ -116,11 +116,11 @@ def merge_overlap(left: str, right: str, min_overlap: int = MIN_CHUNK_OVERLAP) -
     longest = min(len(left), len(right))
     if longest < max(min_overlap, 1):
         return left + right
-    probe = right[:max(min_overlap, 1)]
+    probe = right[: max(min_overlap, 1)]
     at = left.find(probe, len(left) - longest)
     while at != -1 and len(left) - at >= min_overlap:
         if right.startswith(left[at:]):
-            return left + right[len(left) - at:]
+            return left + right[len(left) - at :]
         at = left.find(probe, at + 1)
     return left + right
 
@@ -139,10 +139,10 @@ def split_content(content: str) -> tuple[str, str]:
     q_at = content.find(QUESTION_MARK)
     s_at = content.find(SOLUTION_MARK)
     if s_at == -1:
-        question = content[q_at + len(QUESTION_MARK):] if q_at != -1 else ""
+        question = content[q_at + len(QUESTION_MARK) :] if q_at != -1 else ""
         return question.strip(), ""
-    question = content[q_at + len(QUESTION_MARK):s_at] if q_at != -1 and q_at < s_at else ""
-    return question.strip(), content[s_at + len(SOLUTION_MARK):].strip()
+    question = content[q_at + len(QUESTION_MARK) : s_at] if q_at != -1 and q_at < s_at else ""
+    return question.strip(), content[s_at + len(SOLUTION_MARK) :].strip()
 
 
 def reference_answer(solution: str) -> str | None:
@@ -150,29 +150,30 @@ def reference_answer(solution: str) -> str | None:
     return find_labelled_answer(solution)
 
 
-# What an export keeps of one point: (chunk_id, content, grade_id, topic).  The rest
-# of the payload (url, crawl time, ...) is dropped as soon as the point is read.
-Piece = tuple[Any, Any, Any, Any]
+class Piece(NamedTuple):
+    """What an export keeps of one point to build its problem; the rest of the payload (url,
+    crawl time, ...) is dropped as soon as the point is read.  Values are as stored: a
+    broken crawl can hold any type, and ``assemble_problem`` says why it is rejected."""
+
+    chunk_id: Any
+    content: Any
+    grade_id: Any
+    topic: Any
 
 
-def point_piece(payload: dict[str, Any]) -> Piece:
-    """The fields of a payload that make up a problem, in ``Piece`` order."""
-    metadata = payload.get("metadata")
-    topic = metadata.get("topic") if isinstance(metadata, dict) else None
-    return payload.get("chunk_id"), payload.get("content"), payload.get("grade_id", ""), topic
+class _Chunk(NamedTuple):
+    """A piece and its position in the entry (the ``_<i>`` of its chunk_id; 0 without one)."""
+
+    index: int
+    piece: Piece
 
 
-def build_problem(entry_id: str, points: list[dict[str, Any]]) -> Problem | Rejected:
-    """Assemble one entry's points into a ``Problem``, or say why it cannot be one."""
-    return assemble_problem(entry_id, [point_piece(payload) for payload in points])
-
-
-def _chunk_order(item: tuple[int, Piece]) -> tuple[int, str]:
-    return item[0], item[1][1]
+def _chunk_order(chunk: _Chunk) -> tuple[int, str]:
+    return chunk.index, chunk.piece.content
 
 
 def _meta_order(piece: Piece) -> tuple[str, str]:
-    return repr(piece[2]), repr(piece[3])
+    return repr(piece.grade_id), repr(piece.topic)
 
 
 def assemble_problem(entry_id: str, pieces: list[Piece]) -> Problem | Rejected:
@@ -183,42 +184,42 @@ def assemble_problem(entry_id: str, pieces: list[Piece]) -> Problem | Rejected:
     reject the entry: joining them would make up a problem that was never crawled.
     Grade and topic come from the first chunk, whatever order Qdrant returned them in.
     """
-    if len(pieces) == 1 and not pieces[0][0] and isinstance(pieces[0][1], str):
+    if len(pieces) == 1 and not pieces[0].chunk_id and isinstance(pieces[0].content, str):
         return _whole_problem(entry_id, pieces[0])
-    not_strings = sorted({type(piece[1]).__name__ for piece in pieces if not isinstance(piece[1], str)})
+    not_strings = sorted({type(piece.content).__name__ for piece in pieces if not isinstance(piece.content, str)})
     if not_strings:
         return Rejected(entry_id, "content_not_string", ", ".join(not_strings))
-    indexed: list[tuple[int, Piece]] = []
+    chunks: list[_Chunk] = []
     bad_ids: list[str] = []
     for piece in pieces:
-        chunk_id = piece[0]
         try:
-            indexed.append((chunk_index(chunk_id) if chunk_id else 0, piece))
+            chunks.append(_Chunk(chunk_index(piece.chunk_id) if piece.chunk_id else 0, piece))
         except ValueError as err:
             bad_ids.append(str(err))
     if bad_ids:
         return Rejected(entry_id, "bad_chunk_id", min(bad_ids))
-    if len(indexed) > 1:
-        indexed.sort(key=_chunk_order)
-        unique = [indexed[0]]
-        for index, piece in indexed[1:]:
-            if index == unique[-1][0]:
-                if piece[1] != unique[-1][1][1]:
-                    return Rejected(entry_id, "conflicting_chunks", f"two different texts for chunk {index}")
-                if _meta_order(piece) < _meta_order(unique[-1][1]):  # same chunk twice: the same pick in any order
-                    unique[-1] = (index, piece)
+    if len(chunks) > 1:
+        chunks.sort(key=_chunk_order)
+        unique = [chunks[0]]
+        for chunk in chunks[1:]:
+            last = unique[-1]
+            if chunk.index == last.index:
+                if chunk.piece.content != last.piece.content:
+                    return Rejected(entry_id, "conflicting_chunks", f"two different texts for chunk {chunk.index}")
+                if _meta_order(chunk.piece) < _meta_order(last.piece):  # same chunk twice: the same pick in any order
+                    unique[-1] = chunk
                 continue
-            if index != unique[-1][0] + 1:
-                return Rejected(entry_id, "missing_chunk", f"chunks {unique[-1][0]} and {index} are not consecutive")
-            unique.append((index, piece))
-        indexed = unique
-    content = join_chunks([(index, piece[1]) for index, piece in indexed])
-    return _whole_problem(entry_id, (None, content, *indexed[0][1][2:]))
+            if chunk.index != last.index + 1:
+                return Rejected(entry_id, "missing_chunk", f"chunks {last.index} and {chunk.index} are not consecutive")
+            unique.append(chunk)
+        chunks = unique
+    content = join_chunks([(chunk.index, chunk.piece.content) for chunk in chunks])
+    return _whole_problem(entry_id, chunks[0].piece._replace(chunk_id=None, content=content))
 
 
 def _whole_problem(entry_id: str, piece: Piece) -> Problem | Rejected:
     """Split, clean and check the full text of one problem (its chunks already joined)."""
-    _, content, grade_id, topic = piece
+    content, grade_id = piece.content, piece.grade_id
     if not content.strip():
         return Rejected(entry_id, "empty_content")
     raw_question, raw_solution = split_content(content)
@@ -237,5 +238,5 @@ def _whole_problem(entry_id: str, piece: Piece) -> Problem | Rejected:
         question=question,
         solution=solution,
         answer=answer,
-        topic=topic,
+        topic=piece.topic,
     )

@@ -28,14 +28,14 @@ import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mathpal_train.atomic_files import staged_dir
 from dataprep.export import (
     DEFAULT_SYSTEM_PROMPT,
     ExportState,
@@ -52,6 +52,7 @@ from dataprep.export import (
     write_splits,
 )
 from dataprep.splits import SPLIT_SALT, check_fractions
+from mathpal_train.atomic_files import staged_dir
 
 # Points per message to the worker: small enough that it starts on a page before the
 # page is fully sent, large enough that pickling overhead stays negligible.
@@ -94,9 +95,7 @@ def check_settings(settings: ExportSettings) -> None:
     except ValueError as err:
         raise ExportError(f"--val-fraction/--test-fraction: {err}") from None
     if not 0 < settings.near_dup_threshold <= 1:
-        raise ExportError(
-            f"--near-dup-threshold {settings.near_dup_threshold} must be a cosine in (0, 1]: e.g. 0.97"
-        )
+        raise ExportError(f"--near-dup-threshold {settings.near_dup_threshold} must be a cosine in (0, 1]: e.g. 0.97")
 
 
 def check_out_dir(out: Path) -> None:
@@ -289,14 +288,20 @@ def _no_match_message(summary: Summary, collection: str) -> str:
         return f"collection '{collection}' is empty: fill it (e.g. `mathpal seed-qdrant`) or pick another --collection"
     if f["type"] and f["type_matches"] == 0:
         found = ", ".join(f["other_types"]) or "none"
-        return (f"--type {' '.join(f['type'])} matched none of the {summary.counts['points_read']} points "
-                f"(types found: {found})")
+        return (
+            f"--type {' '.join(f['type'])} matched none of the {summary.counts['points_read']} points "
+            f"(types found: {found})"
+        )
     if f["grade_id"] and f["grade_matches"] == 0:
         found = ", ".join(f["other_grades"]) or "none"
-        return (f"--grade {' '.join(f['grade_id'])} matched none of the {summary.counts['points_read']} points "
-                f"(grades found: {found})")
-    return (f"--type {' '.join(f['type']) or '(any)'} and --grade {' '.join(f['grade_id']) or '(any)'} "
-            f"together matched none of the {summary.counts['points_read']} points: loosen one of them")
+        return (
+            f"--grade {' '.join(f['grade_id'])} matched none of the {summary.counts['points_read']} points "
+            f"(grades found: {found})"
+        )
+    return (
+        f"--type {' '.join(f['type']) or '(any)'} and --grade {' '.join(f['grade_id']) or '(any)'} "
+        f"together matched none of the {summary.counts['points_read']} points: loosen one of them"
+    )
 
 
 def _reject_message(summary: Summary) -> str:
@@ -369,9 +374,9 @@ def run_export(
                 whole, chunked = [], []
                 for record in page:
                     fields = point_fields(record.id, record.payload or {})
-                    (chunked if fields[4] else whole).append(fields)
+                    (chunked if fields.chunk_id else whole).append(fields)
                 for start in range(0, len(whole), MESSAGE_POINTS):
-                    engine.post(("points", whole[start:start + MESSAGE_POINTS]))
+                    engine.post(("points", whole[start : start + MESSAGE_POINTS]))
                 add_points(chunks, chunked)
                 report("read", len(page), total)
                 del page, whole, chunked
@@ -392,8 +397,13 @@ def run_export(
             else:
                 report("near_dup", 0, len(summary.candidates))
                 moved, checked = find_near_duplicates(
-                    client, settings.collection, vector_name, summary.candidates, summary.train_points,
-                    settings.near_dup_threshold, lambda n: report("searched", n, len(summary.candidates)),
+                    client,
+                    settings.collection,
+                    vector_name,
+                    summary.candidates,
+                    summary.train_points,
+                    settings.near_dup_threshold,
+                    lambda n: report("searched", n, len(summary.candidates)),
                 )
                 near.update({"vector": vector_name or "(default)", "checked": checked, "moved": moved})
         except Exception as err:
@@ -411,7 +421,7 @@ def run_export(
                     **source,
                     "collection": settings.collection,
                     "filters": {"type": sorted(settings.types or []), "grade_id": sorted(settings.grades or [])},
-                    "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 },
                 "settings": {
                     "val_fraction": settings.val_fraction,
@@ -423,8 +433,9 @@ def run_export(
                 "near_duplicates": near,
                 "files": files,
             }
-            (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
-                                                   encoding="utf-8")
+            (staging / "manifest.json").write_text(
+                json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+            )
             if artifact is not None:
                 artifact(staging, manifest)
         failed = False
@@ -433,3 +444,97 @@ def run_export(
         if gc_was_enabled:
             gc.enable()
     return manifest
+
+
+# --------------------------------------------------------------------------- what the user is told
+
+# The stages of ``run_export`` as progress bars show them, and what each counted event counts.
+STAGE_UNITS = {"read": "points/s", "searched": "problems/s"}
+
+
+def stage_names(settings: ExportSettings, where: str, out_dir: Path) -> dict[str, str]:
+    """The progress bar title of each stage event of an export."""
+    return {
+        "open": f"opening {where}",
+        "scroll": f"reading {settings.collection}",
+        "finish": "splitting",
+        "near_dup": "near-duplicate search",
+        "write": f"writing {out_dir}",
+    }
+
+
+def read_system_prompt(path: Path | None) -> str:
+    """The system prompt of every example: ``DEFAULT_SYSTEM_PROMPT``, or the text of ``path``."""
+    if path is None:
+        return DEFAULT_SYSTEM_PROMPT
+    if not Path(path).is_file():
+        raise ExportError(f"--system-prompt-file {path} does not exist: pass a text file")
+    prompt = Path(path).read_text(encoding="utf-8").strip()
+    if not prompt:
+        raise ExportError(f"--system-prompt-file {path} is empty: write the system prompt into it")
+    return prompt
+
+
+def export_summary(manifest: dict[str, Any], out_dir: Path, seconds: float) -> list[str]:
+    """The lines ``prepare-data`` ends with: speed, the near-duplicate check, what was written."""
+    counts, near, source = manifest["counts"], manifest["near_duplicates"], manifest["source"]
+    read, rejected = counts["points_read"], counts["rejected"]
+    lines = [
+        f"Exported {read:,} points of '{source['collection']}' at {source['qdrant']} in {seconds:.1f} s "
+        f"({read / max(seconds, 1e-6):,.0f} points/s overall)"
+    ]
+    if "skipped" in near:
+        lines.append(f"near-duplicate check skipped: {near['skipped']}")
+    else:
+        lines.append(
+            f"near-duplicates: {len(near['moved'])} of {near['checked']} validation/test problems "
+            f"moved to train (cosine >= {near['threshold']})"
+        )
+    reasons = f" ({', '.join(f'{k}: {v}' for k, v in rejected.items())})" if rejected else ""
+    splits = counts["splits"]
+    lines.append(
+        f"Wrote {out_dir}/: train {splits['train']}, validation {splits['validation']}, test {splits['test']} "
+        f"(kept {counts['kept']} of {counts['entries']} entries; {counts['duplicates']} duplicates, "
+        f"{counts['filtered_out']} points filtered out, rejected {sum(rejected.values())}{reasons})"
+    )
+    return lines
+
+
+def export_collection(
+    settings: ExportSettings,
+    qdrant_path: Path | None,
+    qdrant_url: str | None,
+    out_dir: Path,
+    display: Any = None,
+    log_artifact: bool = False,
+) -> list[str]:
+    """``mathpal prepare-data``: export from a local store or a server into ``out_dir``; returns
+    the summary lines to print.
+
+    ``display`` is a ``rich.progress.Progress`` to show the stages on (or None).
+    ``log_artifact`` logs the written files as a Comet dataset artifact before the folder
+    is renamed into place, so a failure there keeps the previous export.
+    """
+    from dataprep.qdrant_source import describe_source, open_source
+    from mathpal_train.terminal import StageBars
+
+    where = describe_source(qdrant_path, qdrant_url)
+    source = {"qdrant": where, "mode": "server" if qdrant_url else "local"}
+    bars = StageBars(display, stage_names(settings, where, out_dir), STAGE_UNITS) if display is not None else None
+    notes: list[str] = []
+
+    def artifact(staging: Path, manifest: dict[str, Any]) -> None:
+        from dataprep.artifact import log_dataset_artifact
+
+        notes.append(log_dataset_artifact(staging, manifest))
+
+    started = time.perf_counter()
+    manifest = run_export(
+        lambda: open_source(qdrant_path, qdrant_url),
+        settings,
+        out_dir,
+        source,
+        bars,
+        artifact if log_artifact else None,
+    )
+    return [*export_summary(manifest, out_dir, time.perf_counter() - started), *notes]

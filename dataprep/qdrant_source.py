@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # qdrant_client takes 1.5 s to import: only the functions tha
 
 DEFAULT_QDRANT_PATH = Path(".mathpal/qdrant")
 DEFAULT_COLLECTION = "vector_exams"
-SCROLL_PAGE = 256
 # Qdrant's default REST port, which QdrantClient also assumes when a URL has none.
 DEFAULT_SERVER_PORT = 6333
 # A server that does not answer the probe within this many seconds counts as unreachable,
@@ -230,30 +229,9 @@ def scroll_records(client: QdrantClient, collection: str, sizes: Iterator[int]) 
     offset = None
     while True:
         points, offset = client.scroll(
-            collection_name=collection,
-            limit=next(sizes),
-            offset=offset,
-            with_payload=True,
-            with_vectors=False,
+            collection_name=collection, limit=next(sizes), offset=offset, with_payload=True, with_vectors=False
         )
         yield points
-        if offset is None:
-            return
-
-
-def scroll_payloads(client: QdrantClient, collection: str) -> Iterator[dict[str, Any]]:
-    """Every point's payload, page by page (vectors are not fetched: they are not needed here)."""
-    offset = None
-    while True:
-        points, offset = client.scroll(
-            collection_name=collection,
-            limit=SCROLL_PAGE,
-            offset=offset,
-            with_payload=True,
-            with_vectors=False,
-        )
-        for point in points:
-            yield dict(point.payload or {})
         if offset is None:
             return
 
@@ -287,7 +265,7 @@ def upsert_payloads(
             points=[
                 models.PointStruct(id=pid, vector=vec, payload=payload)
                 for pid, vec, payload in zip(
-                    ids[start:start + batch], vectors[start:start + batch], payloads[start:start + batch]
+                    ids[start : start + batch], vectors[start : start + batch], payloads[start : start + batch]
                 )
             ],
             wait=True,

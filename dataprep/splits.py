@@ -17,7 +17,7 @@ SPLIT_SALT = "mathpal-split-v1"
 
 def split_bucket(key: str, salt: str = SPLIT_SALT) -> float:
     """A uniform number in [0, 1) derived from the key (stable across runs and machines)."""
-    digest = hashlib.sha256(f"{salt}\x00{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -37,13 +37,3 @@ def split_for_bucket(bucket: float, val_fraction: float, test_fraction: float) -
     if bucket < test_fraction + val_fraction:
         return "validation"
     return "train"
-
-
-def assign_split(key: str, val_fraction: float, test_fraction: float, salt: str = SPLIT_SALT) -> str:
-    """The split of the problem whose normalised question is ``key``.
-
-    Test takes the lowest bucket range and validation the next, so growing
-    ``val_fraction`` never moves a problem out of test.
-    """
-    check_fractions(val_fraction, test_fraction)
-    return split_for_bucket(split_bucket(key, salt), val_fraction, test_fraction)

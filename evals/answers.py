@@ -35,9 +35,7 @@ _REL_TOL = 1e-6
 _ABS_TOL = 1e-9
 
 # LaTeX commands whose argument is plain text to keep (units, bold answers).
-_TEXT_CMD_RE = re.compile(
-    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
-)
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
 _FRAC_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _SHORT_FRAC_RE = re.compile(r"\\[dt]?frac\s*([0-9])\s*([0-9])")
 _SIMPLE_NUMBER_RE = re.compile(r"\s*-?\s*[0-9][0-9., ]*")
@@ -178,22 +176,15 @@ def _numbers_close(predicted: Number, gold: Number) -> bool:
     "100" to "bao nhiêu nghìn đồng?" is right when the pupil writes "100 nghìn đồng"."""
     if math.isclose(predicted.value, gold.value, rel_tol=_REL_TOL, abs_tol=_ABS_TOL):
         return True
-    one_scaled = predicted.multiplier != gold.multiplier and 1.0 in (
-        predicted.multiplier,
-        gold.multiplier,
-    )
-    return one_scaled and math.isclose(
-        predicted.raw, gold.raw, rel_tol=_REL_TOL, abs_tol=_ABS_TOL
-    )
+    one_scaled = predicted.multiplier != gold.multiplier and 1.0 in (predicted.multiplier, gold.multiplier)
+    return one_scaled and math.isclose(predicted.raw, gold.raw, rel_tol=_REL_TOL, abs_tol=_ABS_TOL)
 
 
 def _number_lists_match(predicted: list[Number], gold: list[Number]) -> bool:
     """The prediction's leading numbers equal all the gold's numbers, so compound golds
     ("2 giờ 30 phút") need every part, and a restated form after the answer
     ("12,5 kg (12 500 g)") does not hurt."""
-    return len(predicted) >= len(gold) and all(
-        _numbers_close(p, g) for p, g in zip(predicted, gold)
-    )
+    return len(predicted) >= len(gold) and all(_numbers_close(p, g) for p, g in zip(predicted, gold))
 
 
 # --------------------------------------------------------------------------- matching

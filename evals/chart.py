@@ -27,7 +27,9 @@ def chart_rows(metrics: dict[str, Any]) -> list[tuple[str, int, dict[str, float 
     rows = []
     for topic in topics:
         n = max(summary.get("by_topic", {}).get(topic, {}).get("n", 0) for summary in models.values())
-        accuracies = {name: summary.get("by_topic", {}).get(topic, {}).get("accuracy") for name, summary in models.items()}
+        accuracies = {
+            name: summary.get("by_topic", {}).get(topic, {}).get("accuracy") for name, summary in models.items()
+        }
         rows.append((topic, n, accuracies))
     rows.append(("all", max(s["n"] for s in models.values()), {name: s["accuracy"] for name, s in models.items()}))
     return rows

@@ -11,19 +11,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mathpal_train.comet import (
-    COMET_PROBE_TIMEOUT_S,
-    COMET_PROJECT,
-    end_experiment,
-    flatten_metrics,
-    start_experiment,
-)
+from mathpal_train.comet import COMET_PROBE_TIMEOUT_S, COMET_PROJECT, end_experiment, flatten_metrics, start_experiment
 
 SAMPLES_TABLE = "samples.csv"
 # Columns of the samples table, in order (prediction last: it is the long one).
 TABLE_COLUMNS = (
-    "model", "id", "grade_id", "topic", "question", "answer", "extracted_answer", "correct",
-    "accuracy", "relevance", "completeness", "clarity", "prediction",
+    "model",
+    "id",
+    "grade_id",
+    "topic",
+    "question",
+    "answer",
+    "extracted_answer",
+    "correct",
+    "accuracy",
+    "relevance",
+    "completeness",
+    "clarity",
+    "prediction",
 )
 
 

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,27 @@ class EvalSettings:
 # --------------------------------------------------------------------------- inputs
 
 
+def check_settings(settings: EvalSettings) -> None:
+    """Refuse, in one line and before any model loads, what cannot be evaluated."""
+    data, adapter = Path(settings.data), settings.adapter
+    if not data.is_file():
+        raise ValueError(f"{data} does not exist: run `mathpal prepare-data` first")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ValueError(f"--adapter {adapter} has no adapter_config.json: pass the output_dir of a finished LoRA run")
+    if settings.baseline and adapter is None:
+        raise ValueError("--baseline compares the model with and without its adapter: pass --adapter too")
+    if not Path(settings.model).exists() and "/" not in settings.model:
+        raise ValueError(
+            f"--model {settings.model} is neither a folder nor a hub id: run `mathpal tiny-model` or pass org/name"
+        )
+
+
+def check_predictions_file(path: Path) -> None:
+    """``mathpal score`` needs an existing JSONL file."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path} does not exist: pass a JSONL file with question, answer and prediction on each line")
+
+
 def read_examples(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of a prepared JSONL split; a row without ``messages`` or ``answer`` is a one-line error."""
     rows = []
@@ -66,7 +87,9 @@ def read_examples(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 raise ValueError(f"{path}:{number} is not JSON: regenerate it with `mathpal prepare-data`") from None
             if not isinstance(row, dict) or "messages" not in row or "answer" not in row:
-                raise ValueError(f"{path}:{number} has no 'messages'/'answer': regenerate it with `mathpal prepare-data`")
+                raise ValueError(
+                    f"{path}:{number} has no 'messages'/'answer': regenerate it with `mathpal prepare-data`"
+                )
             if not any(m.get("role") == "user" for m in row["messages"] if isinstance(m, dict)):
                 raise ValueError(f"{path}:{number} has no user message: regenerate it with `mathpal prepare-data`")
             rows.append(row)
@@ -103,7 +126,9 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 raise ValueError(f"{where} is not JSON: write one JSON object per line") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{where} is not a JSON object: write one object per line with question, answer, prediction")
+                raise ValueError(
+                    f"{where} is not a JSON object: write one object per line with question, answer, prediction"
+                )
             rows.append(_prediction_row(row, where, default_model))
     if not rows:
         raise ValueError(f"{path} has no predictions: write one JSON object per line with question, answer, prediction")
@@ -114,8 +139,9 @@ def _prediction_row(row: dict[str, Any], where: str, default_model: str) -> dict
     """One validated prediction; numbers are accepted where text is expected (a gold 72)."""
     missing = [name for name in REQUIRED_FIELDS if name not in row]
     if missing:
-        raise ValueError(f"{where} has no {', '.join(repr(m) for m in missing)}: "
-                         "each line needs question, answer and prediction")
+        raise ValueError(
+            f"{where} has no {', '.join(repr(m) for m in missing)}: each line needs question, answer and prediction"
+        )
     clean: dict[str, Any] = {}
     for name in (*REQUIRED_FIELDS, *OPTIONAL_TEXT_FIELDS):
         value = row.get(name)
@@ -193,7 +219,9 @@ def score_predictions(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]
     return samples
 
 
-def pair_rows(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def pair_rows(
+    base: list[dict[str, Any]], tuned: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Base and tuned rows of the same problems, in the base order.
 
     A problem is its ``id`` (else its question) and its occurrence number, so repeated
@@ -213,8 +241,10 @@ def pair_rows(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> tuple[
     by_base, by_tuned = keyed(base), keyed(tuned)
     unmatched = by_base.keys() ^ by_tuned.keys()
     if unmatched:
-        raise ValueError(f"models 'base' and 'tuned' answer different problems ({len(unmatched)} unmatched): "
-                         "give both models the same problems to compare them")
+        raise ValueError(
+            f"models 'base' and 'tuned' answer different problems ({len(unmatched)} unmatched): "
+            "give both models the same problems to compare them"
+        )
     return list(by_base.values()), [by_tuned[key] for key in by_base]
 
 
@@ -256,7 +286,7 @@ def report_predictions(
     Both commands end here.  Comet is a side channel: whatever goes wrong with it, the report
     is still written whole, and ``warn`` says so in one line.
     """
-    run = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     samples = score_predictions(predictions)
     metrics = summarise(samples, run, header)
     report_dir = Path(report_dir or Path("reports") / run)
@@ -267,8 +297,12 @@ def report_predictions(
             return
         try:
             result = log_to_comet(
-                f"{header.get('command', 'eval')}-{run}", metrics, comet_params, staging / "comet",
-                samples=samples, assets=[staging / "metrics.json", staging / "samples.jsonl", staging / "report.md"],
+                f"{header.get('command', 'eval')}-{run}",
+                metrics,
+                comet_params,
+                staging / "comet",
+                samples=samples,
+                assets=[staging / "metrics.json", staging / "samples.jsonl", staging / "report.md"],
                 chart=staging / CHART_FILE,
             )
         except Exception as error:  # a broken Comet must not cost the report
@@ -293,6 +327,7 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
 
     ``progress`` is a rich Progress; each model gets a task whose ``rate`` field shows problems/s.
     """
+    check_settings(settings)
     examples = read_examples(settings.data, settings.limit)
     tokenizer, model = load_model(settings.model, settings.adapter)
     variants: list[tuple[str, Any]] = []
@@ -319,8 +354,12 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
 
         with context():
             generations = generate_answers(
-                model, tokenizer, examples, batch_size=settings.batch_size,
-                max_new_tokens=settings.max_new_tokens, on_batch=advance,
+                model,
+                tokenizer,
+                examples,
+                batch_size=settings.batch_size,
+                max_new_tokens=settings.max_new_tokens,
+                on_batch=advance,
             )
         speed[name] = round(len(examples) / (time.perf_counter() - started), 4)
         predictions.extend(prediction_rows(name, examples, generations))
@@ -337,14 +376,18 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
         },
     }
     params = {
-        "model": settings.model, "adapter": settings.adapter or "", "batch_size": settings.batch_size,
-        "max_new_tokens": settings.max_new_tokens, "limit": settings.limit or 0,
+        "model": settings.model,
+        "adapter": settings.adapter or "",
+        "batch_size": settings.batch_size,
+        "max_new_tokens": settings.max_new_tokens,
+        "limit": settings.limit or 0,
     }
     return report_predictions(predictions, header, settings.report_dir, settings.comet, params)
 
 
 def run_score(path: Path, report_dir: Path | None = None, comet: bool = True) -> tuple[Path, dict[str, Any]]:
     """Grade the predictions in a JSONL file exactly as ``run_eval`` grades generated ones."""
+    check_predictions_file(path)
     predictions = read_predictions(path)
     header = {"command": "score", "model": None, "adapter": None, "data": str(path)}
     return report_predictions(predictions, header, report_dir, comet)

@@ -82,7 +82,7 @@ def generate_batch(
             use_cache=True,
             **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
         )
-    new = output[:, inputs["input_ids"].shape[1]:]
+    new = output[:, inputs["input_ids"].shape[1] :]
     results = []
     for row in new.tolist():
         ended = next((i for i, tok in enumerate(row) if tok in stops), None)
@@ -109,7 +109,7 @@ def generate_answers(
     order = sorted(range(len(examples)), key=lambda i: sum(len(m["content"]) for m in prompt_messages(examples[i])))
     results: dict[int, Generation] = {}
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         conversations = [prompt_messages(examples[i]) for i in chunk]
         outputs = generate_batch(model, tokenizer, conversations, max_new_tokens, min_new_tokens)
         results.update(zip(chunk, outputs))

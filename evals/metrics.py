@@ -65,7 +65,7 @@ def has_repetition_loop(response: str) -> bool:
     words = response.split()
     if len(words) < 40:
         return False
-    grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
     return len(set(grams)) / len(grams) < 0.5
 
 
@@ -80,9 +80,7 @@ def clarity_checks(response: str, hit_limit: bool) -> dict[str, bool]:
     }
 
 
-def score_answer(
-    response: str, gold_answer: str, reference: str | None, hit_limit: bool = False
-) -> dict[str, Any]:
+def score_answer(response: str, gold_answer: str, reference: str | None, hit_limit: bool = False) -> dict[str, Any]:
     """Everything we know about one response: extracted answer, correctness and each metric.
 
     Without a reference solution (``mathpal score`` input may lack one) relevance and

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mathpal_train.atomic_files import staged_dir
 from evals.chart import CHART_FILE, write_accuracy_chart
 from evals.metrics import METRICS
+from mathpal_train.atomic_files import staged_dir
 
 REPORT_FILES = ("metrics.json", "samples.jsonl", "report.md", CHART_FILE)
 
@@ -147,13 +147,25 @@ def render_markdown(metrics: dict[str, Any], samples: list[dict[str, Any]], exam
     out += ["## Sample answers", ""]
     for problem in _first_problems(samples, examples):
         first = problem[0]
-        out += [f"### {first.get('id') or first['question'][:60]}", "", f"**Question.** {first['question']}", "",
-                f"**Gold answer.** {first['answer']}", ""]
+        out += [
+            f"### {first.get('id') or first['question'][:60]}",
+            "",
+            f"**Question.** {first['question']}",
+            "",
+            f"**Gold answer.** {first['answer']}",
+            "",
+        ]
         for sample in problem:
             mark = "correct" if sample["correct"] else "wrong"
             fence = _fence(sample["prediction"][:1200])
-            out += [f"**{sample['model']}** ({mark}; extracted: {sample['extracted_answer']})", "", f"{fence}text",
-                    sample["prediction"][:1200], fence, ""]
+            out += [
+                f"**{sample['model']}** ({mark}; extracted: {sample['extracted_answer']})",
+                "",
+                f"{fence}text",
+                sample["prediction"][:1200],
+                fence,
+                "",
+            ]
     return "\n".join(out)
 
 
@@ -183,7 +195,9 @@ def console_summary(metrics: dict[str, Any]):
             cells += [_points(row["difference"]), interval, p_value]
         table.add_row(metric, *cells)
     if speeds:
-        table.add_row("problems/s", *(f"{speeds.get(name, 0):.2f}" for name in models), *([""] * 3 if comparison else []))
+        table.add_row(
+            "problems/s", *(f"{speeds.get(name, 0):.2f}" for name in models), *([""] * 3 if comparison else [])
+        )
     return table
 
 
@@ -195,7 +209,9 @@ def write_report(
 ) -> Path:
     """Write the report files (and whatever ``extra`` adds) into ``report_dir`` atomically."""
     with staged_dir(Path(report_dir)) as staging:
-        (staging / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        (staging / "metrics.json").write_text(
+            json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
         with (staging / "samples.jsonl").open("w", encoding="utf-8") as fh:
             for sample in samples:
                 fh.write(json.dumps(sample, ensure_ascii=False) + "\n")
@@ -204,3 +220,10 @@ def write_report(
         if extra:
             extra(staging)
     return Path(report_dir)
+
+
+def summary_items(path: Path, metrics: dict[str, Any]) -> list[Any]:
+    """What ``eval`` and ``score`` print at the end: the metric table, the base-vs-tuned verdict
+    (when there is one) and where the report is."""
+    sentence = verdict(metrics)
+    return [console_summary(metrics), *([sentence] if sentence else []), f"report: {path}"]

@@ -33,9 +33,7 @@ _CHUNK_CELLS = 4_000_000
 
 
 def bootstrap_means(
-    differences: Sequence[float] | np.ndarray,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
+    differences: Sequence[float] | np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
 ) -> np.ndarray:
     """Mean of ``differences`` in each of ``resamples`` resamples of its entries with replacement.
 

@@ -39,7 +39,7 @@ def sweep_killed(target: Path) -> list[Path]:
     if not target.parent.is_dir():
         return touched
     for path in sorted(target.parent.glob(f".{target.name}.*")):
-        rest = path.name[len(target.name) + 2:]
+        rest = path.name[len(target.name) + 2 :]
         pid_text = rest[4:] if rest.startswith("old-") else rest.split(".", 1)[0]
         if not pid_text.isdigit() or _pid_alive(int(pid_text)) or not path.is_dir():
             continue

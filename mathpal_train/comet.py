@@ -124,7 +124,9 @@ def start_experiment(
         else:
             fallback = f"server {url} unreachable within {probe_timeout:g} s ({why})"
     Path(offline_dir).mkdir(parents=True, exist_ok=True)
-    experiment = comet_ml.OfflineExperiment(project_name=project, offline_directory=str(offline_dir), **QUIET_EXPERIMENT)
+    experiment = comet_ml.OfflineExperiment(
+        project_name=project, offline_directory=str(offline_dir), **QUIET_EXPERIMENT
+    )
     return CometRun(experiment, False, Path(offline_dir), fallback)
 
 

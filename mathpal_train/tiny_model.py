@@ -231,3 +231,14 @@ def write_tiny_model(
             json.dumps({"vocab_size": len(tokenizer), "seed": seed, "texts": len(texts)}, indent=2) + "\n"
         )
     return Path(out_dir)
+
+
+def corpus_texts(data_dir: Path) -> list[str]:
+    """Every message of ``data_dir/train.jsonl``: the text the tiny tokenizer is trained on."""
+    train = Path(data_dir) / "train.jsonl"
+    if not train.is_file():
+        raise ValueError(f"{train} does not exist: run `mathpal prepare-data` first")
+    texts = []
+    for line in train.read_text(encoding="utf-8").splitlines():
+        texts.extend(m["content"] for m in json.loads(line)["messages"])
+    return texts

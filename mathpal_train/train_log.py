@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
 _DICT_RE = re.compile(r"\{'(?:eval_)?loss': .*?\}")
 _NUMBER_RE = re.compile(r"[-\d.e+naif]+")
@@ -47,6 +48,20 @@ def train_steps(text: str) -> list[dict]:
 
 def eval_losses(text: str) -> list[tuple[float, float]]:
     """``(epoch, eval_loss)`` of every evaluation with a finite loss, in order."""
-    return [(float(e["epoch"]), e["eval_loss"]) for e in metric_dicts(text)
-            if "eval_loss" in e and "epoch" in e and isinstance(e["eval_loss"], float)
-            and e["eval_loss"] == e["eval_loss"] and abs(e["eval_loss"]) != float("inf")]
+    return [
+        (float(e["epoch"]), e["eval_loss"])
+        for e in metric_dicts(text)
+        if "eval_loss" in e
+        and "epoch" in e
+        and isinstance(e["eval_loss"], float)
+        and e["eval_loss"] == e["eval_loss"]
+        and abs(e["eval_loss"]) != float("inf")
+    ]
+
+
+def eval_loss_history(output_dir: Path) -> list[tuple[float, float]]:
+    """``eval_losses`` of the run in ``output_dir``, read from the ``debug.log`` Axolotl writes there."""
+    log = Path(output_dir) / "debug.log"
+    if not log.is_file():
+        return []
+    return eval_losses(log.read_text(encoding="utf-8", errors="replace"))

@@ -118,8 +118,7 @@ def check_files(cfg: dict[str, Any], path: Path) -> None:
             local = ds.get("ds_type") in {"json", "csv", "parquet", "text"} or ds_path.endswith((".jsonl", ".json"))
             if local and not Path(ds_path).exists():
                 raise RecipeError(
-                    f"{path}: {group}[{i}].path {ds_path} does not exist: run `mathpal prepare-data` "
-                    "(or fix the path)"
+                    f"{path}: {group}[{i}].path {ds_path} does not exist: run `mathpal prepare-data` (or fix the path)"
                 )
     deepspeed = cfg.get("deepspeed")
     if deepspeed:
@@ -134,8 +133,10 @@ def check_files(cfg: dict[str, Any], path: Path) -> None:
     if not model:
         raise RecipeError(f"{path}: base_model is missing: name a hub model or a local folder")
     if not Path(model).exists() and not HUB_ID.match(model):
-        raise RecipeError(f"{path}: base_model {model} is not a local folder nor an org/name hub id: "
-                          "run `mathpal tiny-model` or fix the path")
+        raise RecipeError(
+            f"{path}: base_model {model} is not a local folder nor an org/name hub id: "
+            "run `mathpal tiny-model` or fix the path"
+        )
 
 
 def check_zero3_qlora(cfg: dict[str, Any], path: Path) -> None:
@@ -146,8 +147,10 @@ def check_zero3_qlora(cfg: dict[str, Any], path: Path) -> None:
     stage = json.loads(Path(str(deepspeed)).read_text()).get("zero_optimization", {}).get("stage")
     storage = (cfg.get("bnb_config_kwargs") or {}).get("bnb_4bit_quant_storage")
     if stage == 3 and storage not in {"bfloat16", "bf16"}:
-        raise RecipeError(f"{path}: ZeRO-3 with load_in_4bit needs bnb_config_kwargs.bnb_4bit_quant_storage: bfloat16 "
-                          "(in the recipe, or --set bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16)")
+        raise RecipeError(
+            f"{path}: ZeRO-3 with load_in_4bit needs bnb_config_kwargs.bnb_4bit_quant_storage: bfloat16 "
+            "(in the recipe, or --set bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16)"
+        )
 
 
 def schema_error_line(err: Exception, path: Path) -> str:
@@ -170,8 +173,13 @@ def check_schema(cfg: dict[str, Any], path: Path, gpus: int) -> dict[str, Any]:
     from axolotl.utils.dict import DictDefault
 
     cpu_recipe = not cfg.get("bf16") and not cfg.get("load_in_4bit")
-    capabilities = {"bf16": not cpu_recipe, "fp8": False, "tf32": not cpu_recipe, "n_gpu": gpus,
-                    "compute_capability": None if cpu_recipe else ASSUMED_GPU["compute_capability"]}
+    capabilities = {
+        "bf16": not cpu_recipe,
+        "fp8": False,
+        "tf32": not cpu_recipe,
+        "n_gpu": gpus,
+        "compute_capability": None if cpu_recipe else ASSUMED_GPU["compute_capability"],
+    }
     try:
         import torch
 

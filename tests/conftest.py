@@ -25,8 +25,14 @@ def chat_example(i: int) -> dict:
         "answer": f"{a + b} quyển vở",
         "messages": [
             {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Lan có {a} quyển vở, Mai có {b} quyển vở. Hỏi hai bạn có tất cả bao nhiêu quyển vở?"},
-            {"role": "assistant", "content": f"Số quyển vở của hai bạn là:\n{a} + {b} = {a + b} (quyển vở)\nĐáp số: {a + b} quyển vở"},
+            {
+                "role": "user",
+                "content": f"Lan có {a} quyển vở, Mai có {b} quyển vở. Hỏi hai bạn có tất cả bao nhiêu quyển vở?",
+            },
+            {
+                "role": "assistant",
+                "content": f"Số quyển vở của hai bạn là:\n{a} + {b} = {a + b} (quyển vở)\nĐáp số: {a + b} quyển vở",
+            },
         ],
     }
 

@@ -45,8 +45,9 @@ def smoke_inputs(in_tmp):
 
 
 def test_train_dry_run_prints_the_command_and_writes_the_resolved_recipe(smoke_inputs):
-    result = runner.invoke(app, ["train", str(SMOKE), "--max-steps", "3", "--set", "lora_r=4", "--dry-run"],
-                           terminal_width=400)
+    result = runner.invoke(
+        app, ["train", str(SMOKE), "--max-steps", "3", "--set", "lora_r=4", "--dry-run"], terminal_width=400
+    )
     assert result.exit_code == 0, result.output
     resolved = smoke_inputs / "outputs" / "smoke" / "recipe.resolved.yml"
     assert "override max_steps = 3 (from flag)" in result.output
@@ -56,7 +57,7 @@ def test_train_dry_run_prints_the_command_and_writes_the_resolved_recipe(smoke_i
 
 
 def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(monkeypatch, smoke_inputs):
-    import mathpal_train.launcher
+    import mathpal_train.launch
 
     calls = []
 
@@ -64,16 +65,29 @@ def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(mon
         calls.append((argv, env, log_path))
         return 3
 
-    monkeypatch.setattr(mathpal_train.launcher, "run_logged", fake_run)
+    monkeypatch.setattr(mathpal_train.launch, "run_logged", fake_run)
     monkeypatch.setenv("LEARNING_RATE", "5e-4")
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     monkeypatch.delenv("COMET_START_ONLINE", raising=False)
     result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0"])
     assert result.exit_code == 3, result.output
-    (argv, env, log_path), = calls
+    ((argv, env, log_path),) = calls
     assert Path(argv[0]).name == "accelerate"
-    assert argv[1:] == ["launch", "--num_processes", "1", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
-                        "--dynamo_backend", "no", "-m", "axolotl.cli.train", "outputs/smoke/recipe.resolved.yml"]
+    assert argv[1:] == [
+        "launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--cpu",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "axolotl.cli.train",
+        "outputs/smoke/recipe.resolved.yml",
+    ]
     assert env["AXOLOTL_DO_NOT_TRACK"] == "1"
     assert env["COMET_START_ONLINE"] == "0" and env["COMET_OFFLINE_DIRECTORY"] == "outputs/smoke/comet"
     assert log_path == Path("outputs/smoke/logs/training.log")
@@ -95,8 +109,14 @@ def test_dry_run_argv_and_deepspeed_choice(gpus, deepspeed, expected_ds, launch,
     result = runner.invoke(app, args, terminal_width=400)
     assert result.exit_code == 0, result.output
     command = next(line for line in result.output.splitlines() if " launch " in line).split()
-    assert command[2:] == [*launch, "--dynamo_backend", "no", "-m", "axolotl.cli.train",
-                           "outputs/smoke/recipe.resolved.yml"]
+    assert command[2:] == [
+        *launch,
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "axolotl.cli.train",
+        "outputs/smoke/recipe.resolved.yml",
+    ]
     resolved = yaml.safe_load((smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text())
     if expected_ds:
         assert Path(resolved["deepspeed"]).name == expected_ds and Path(resolved["deepspeed"]).is_file()
@@ -111,13 +131,15 @@ def test_zero3_qlora_needs_bf16_storage_which_a_dotted_set_adds(smoke_inputs):
     assert refused.exit_code == 2
     assert "--set bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16" in refused.output
     assert not (smoke_inputs / "outputs").exists()  # refused before anything is written
-    result = runner.invoke(app, [*args, "--set", "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"],
-                           terminal_width=400)
+    result = runner.invoke(
+        app, [*args, "--set", "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"], terminal_width=400
+    )
     assert result.exit_code == 0, result.output
     resolved = yaml.safe_load((smoke_inputs / "outputs/production/recipe.resolved.yml").read_text())
     assert resolved["bnb_config_kwargs"] == {
         "llm_int8_skip_modules": ["lm_head", "correction_coefs", "prediction_coefs", "modality_router"],
-        "bnb_4bit_quant_storage": "bfloat16"}
+        "bnb_4bit_quant_storage": "bfloat16",
+    }
 
 
 def test_set_through_a_non_mapping_is_a_one_line_error(smoke_inputs):
@@ -128,24 +150,61 @@ def test_set_through_a_non_mapping_is_a_one_line_error(smoke_inputs):
 
 
 def test_quick_test_and_experiment_name_overrides(smoke_inputs):
-    result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0", "--quick-test", "--experiment-name", "try-1",
-                                 "--dry-run"], terminal_width=400)
+    result = runner.invoke(
+        app,
+        ["train", str(SMOKE), "--num-gpus", "0", "--quick-test", "--experiment-name", "try-1", "--dry-run"],
+        terminal_width=400,
+    )
     assert result.exit_code == 0, result.output
     resolved = yaml.safe_load((smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text())
-    assert {k: resolved[k] for k in ("max_steps", "sequence_len", "learning_rate", "micro_batch_size",
-                                     "gradient_accumulation_steps", "save_steps", "eval_steps")} == {
-        "max_steps": 20, "sequence_len": 1024, "learning_rate": 1e-4, "micro_batch_size": 1,
-        "gradient_accumulation_steps": 2, "save_steps": 10, "eval_steps": 10}
+    assert {
+        k: resolved[k]
+        for k in (
+            "max_steps",
+            "sequence_len",
+            "learning_rate",
+            "micro_batch_size",
+            "gradient_accumulation_steps",
+            "save_steps",
+            "eval_steps",
+        )
+    } == {
+        "max_steps": 20,
+        "sequence_len": 1024,
+        "learning_rate": 1e-4,
+        "micro_batch_size": 1,
+        "gradient_accumulation_steps": 2,
+        "save_steps": 10,
+        "eval_steps": 10,
+    }
     assert resolved["comet_experiment_config"] == {"name": "try-1"}
 
 
 def test_dry_run_two_nodes(smoke_inputs):
-    result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "8", "--num-machines", "2", "--machine-rank", "0",
-                                 "--main-process-ip", "10.1.2.3", "--main-process-port", "29555", "--dry-run"],
-                           terminal_width=400)
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(SMOKE),
+            "--num-gpus",
+            "8",
+            "--num-machines",
+            "2",
+            "--machine-rank",
+            "0",
+            "--main-process-ip",
+            "10.1.2.3",
+            "--main-process-port",
+            "29555",
+            "--dry-run",
+        ],
+        terminal_width=400,
+    )
     assert result.exit_code == 0, result.output
-    assert ("--num_processes 16 --num_machines 2 --machine_rank 0 --main_process_ip 10.1.2.3 "
-            "--main_process_port 29555 --multi_gpu") in result.output
+    assert (
+        "--num_processes 16 --num_machines 2 --machine_rank 0 --main_process_ip 10.1.2.3 "
+        "--main_process_port 29555 --multi_gpu"
+    ) in result.output
 
 
 def test_secrets_in_the_environment_stay_out_of_the_resolved_recipe(smoke_inputs, monkeypatch):

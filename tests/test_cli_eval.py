@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 import mathpal_cli
-from mathpal_train.comet import flatten_metrics, read_offline_assets, read_offline_metrics
 from mathpal_cli import app
+from mathpal_train.comet import flatten_metrics, read_offline_assets, read_offline_metrics
 
 runner = CliRunner()
 
@@ -30,8 +30,9 @@ def adapter_dir(tiny_model_dir, tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = LoraConfig(r=4, target_modules=r"model.layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj",
-                        init_lora_weights=False)
+    config = LoraConfig(
+        r=4, target_modules=r"model.layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj", init_lora_weights=False
+    )
     out = tmp_path_factory.mktemp("adapter")
     get_peft_model(model, config).save_pretrained(out)
     return out
@@ -50,13 +51,35 @@ def closed_port() -> int:
 
 def test_eval_baseline_end_to_end_on_the_tiny_model(tiny_model_dir, adapter_dir, chat_examples, in_tmp):
     data = write_jsonl(in_tmp / "test.jsonl", chat_examples[:4])
-    result = runner.invoke(app, ["eval", "--model", str(tiny_model_dir), "--adapter", str(adapter_dir), "--baseline",
-                                 "--data", str(data), "--batch-size", "2", "--max-new-tokens", "5",
-                                 "--report-dir", "reports/e2e"], terminal_width=200)
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(tiny_model_dir),
+            "--adapter",
+            str(adapter_dir),
+            "--baseline",
+            "--data",
+            str(data),
+            "--batch-size",
+            "2",
+            "--max-new-tokens",
+            "5",
+            "--report-dir",
+            "reports/e2e",
+        ],
+        terminal_width=200,
+    )
     assert result.exit_code == 0, result.output
     report = in_tmp / "reports" / "e2e"
     assert sorted(p.name for p in report.iterdir()) == [
-        "accuracy_by_topic.png", "comet", "metrics.json", "report.md", "samples.jsonl"]
+        "accuracy_by_topic.png",
+        "comet",
+        "metrics.json",
+        "report.md",
+        "samples.jsonl",
+    ]
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["models"]) == {"base", "tuned"} and metrics["n"] == 4 and metrics["command"] == "eval"
     assert set(metrics["generation"]["problems_per_s"]) == {"base", "tuned"}
@@ -71,8 +94,9 @@ def test_eval_baseline_end_to_end_on_the_tiny_model(tiny_model_dir, adapter_dir,
     comparison = metrics["comparison"]
     for metric in ("accuracy", "relevance", "completeness", "clarity"):
         row = comparison[metric]
-        assert row["difference"] == pytest.approx(metrics["models"]["tuned"][metric] - metrics["models"]["base"][metric],
-                                                  abs=1e-5)
+        assert row["difference"] == pytest.approx(
+            metrics["models"]["tuned"][metric] - metrics["models"]["base"][metric], abs=1e-5
+        )
         assert row["ci_low"] <= row["difference"] <= row["ci_high"]
     assert 0 <= comparison["accuracy"]["mcnemar"]["p_value"] <= 1
     # the Comet archive carries what metrics.json says, the samples table and the chart
@@ -108,8 +132,16 @@ def score_rows(n_right_base: int, n_right_tuned: int, total: int) -> list[dict]:
     for model, right in (("base", n_right_base), ("tuned", n_right_tuned)):
         for i in range(total):
             answer = "1.200 đồng" if i < right else "1.100 đồng"
-            rows.append({"model": model, "id": f"q{i}", "question": f"Bài {i}", "answer": "1 200 đồng",
-                         "prediction": f"Ta có 1.000 + 200 = 1.200 (đồng)\n**Đáp số:** {answer}", "topic": "money"})
+            rows.append(
+                {
+                    "model": model,
+                    "id": f"q{i}",
+                    "question": f"Bài {i}",
+                    "answer": "1 200 đồng",
+                    "prediction": f"Ta có 1.000 + 200 = 1.200 (đồng)\n**Đáp số:** {answer}",
+                    "topic": "money",
+                }
+            )
     return rows
 
 
@@ -118,11 +150,20 @@ def test_score_writes_the_same_report_and_says_if_it_is_noise(in_tmp):
     result = runner.invoke(app, ["score", str(predictions), "--report-dir", "out", "--no-comet"], terminal_width=240)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (in_tmp / "out").iterdir()) == [
-        "accuracy_by_topic.png", "metrics.json", "report.md", "samples.jsonl"]
+        "accuracy_by_topic.png",
+        "metrics.json",
+        "report.md",
+        "samples.jsonl",
+    ]
     metrics = json.loads((in_tmp / "out" / "metrics.json").read_text())
     assert metrics["comparison"]["accuracy"]["mcnemar"] == {
-        "tuned_only_correct": 12, "base_only_correct": 0, "p_value": pytest.approx(2 / 4096)}
-    assert "The tuned model solves 40.0 points more problems than the base model (22 vs 10 of 30 problems" in result.output
+        "tuned_only_correct": 12,
+        "base_only_correct": 0,
+        "p_value": pytest.approx(2 / 4096),
+    }
+    assert (
+        "The tuned model solves 40.0 points more problems than the base model (22 vs 10 of 30 problems" in result.output
+    )
     assert "unlikely to be noise" in result.output
 
 
@@ -135,8 +176,10 @@ def test_score_with_a_key_and_no_server_keeps_the_report_and_an_archive(in_tmp, 
     assert result.exit_code == 0, result.output
     (archive,) = (in_tmp / "out" / "comet").glob("*.zip")
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: CometML server {url} unreachable within 10 s (ConnectionError); report kept, "
-                        f"logged offline to out/comet/{archive.name} (upload with `comet upload`)"]
+    assert warnings == [
+        f"warning: CometML server {url} unreachable within 10 s (ConnectionError); report kept, "
+        f"logged offline to out/comet/{archive.name} (upload with `comet upload`)"
+    ]
     metrics = json.loads((in_tmp / "out" / "metrics.json").read_text())
     logged = read_offline_metrics(archive)
     assert {k: logged[k] for k in flatten_metrics(metrics)} == flatten_metrics(metrics)
@@ -148,14 +191,22 @@ def test_score_with_a_key_and_no_server_keeps_the_report_and_an_archive(in_tmp, 
         (["score", "missing.jsonl"], None, "missing.jsonl does not exist: pass a JSONL file"),
         (["score", "p.jsonl"], '{"question": "q", "answer": "1"}\n', "p.jsonl:1 has no 'prediction'"),
         (["score", "p.jsonl"], '{"question": "q", "answer": "1", "prediction": "1"}\n{oops\n', "p.jsonl:2 is not JSON"),
-        (["score", "p.jsonl"],
-         '{"model": "base", "id": "a", "question": "q", "answer": "1", "prediction": "1"}\n'
-         '{"model": "tuned", "id": "b", "question": "q", "answer": "1", "prediction": "1"}\n',
-         "models 'base' and 'tuned' answer different problems"),
-        (["eval", "--data", "p.jsonl", "--baseline"], '{"messages": [], "answer": "1"}\n',
-         "--baseline compares the model with and without its adapter: pass --adapter too"),
-        (["eval", "--data", "p.jsonl", "--adapter", "nowhere"], '{"messages": [], "answer": "1"}\n',
-         "--adapter nowhere has no adapter_config.json"),
+        (
+            ["score", "p.jsonl"],
+            '{"model": "base", "id": "a", "question": "q", "answer": "1", "prediction": "1"}\n'
+            '{"model": "tuned", "id": "b", "question": "q", "answer": "1", "prediction": "1"}\n',
+            "models 'base' and 'tuned' answer different problems",
+        ),
+        (
+            ["eval", "--data", "p.jsonl", "--baseline"],
+            '{"messages": [], "answer": "1"}\n',
+            "--baseline compares the model with and without its adapter: pass --adapter too",
+        ),
+        (
+            ["eval", "--data", "p.jsonl", "--adapter", "nowhere"],
+            '{"messages": [], "answer": "1"}\n',
+            "--adapter nowhere has no adapter_config.json",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, content, message, in_tmp):

@@ -70,8 +70,10 @@ def test_prepare_data_reports_throughput_and_writes_the_splits(in_tmp, sample_st
     assert lines[0].startswith(f"Exported {counts['points_read']:,} points of 'vector_exams' at {sample_store} in ")
     assert lines[0].endswith(" points/s overall)")
     assert f"near-duplicates: {counts['near_duplicates_moved']} of " in result.output
-    assert (f"Wrote data/: train {counts['splits']['train']}, validation {counts['splits']['validation']}, "
-            f"test {counts['splits']['test']} (kept 80 of ") in result.output
+    assert (
+        f"Wrote data/: train {counts['splits']['train']}, validation {counts['splits']['validation']}, "
+        f"test {counts['splits']['test']} (kept 80 of "
+    ) in result.output
     assert counts["kept"] == 80 and counts["duplicates"] == 2  # the sample re-crawls every 50th problem
     assert manifest["source"]["mode"] == "local" and manifest["near_duplicates"]["vector"] == "(default)"
     for name in SPLIT_FILES:
@@ -202,8 +204,18 @@ def test_sigkill_at_any_moment_leaves_the_previous_export_whole(in_tmp, sample_s
     before = _snapshot(in_tmp / "data")
     # A 200 kB system prompt makes every row big, so the new export writes ~15 MB: time to catch it.
     (in_tmp / "prompt.txt").write_text("Bạn là MathPal. " * 12_500)
-    argv = [sys.executable, "-m", "mathpal_cli", "prepare-data", "--qdrant-path", str(sample_store),
-            "--out", "data", "--system-prompt-file", "prompt.txt"]
+    argv = [
+        sys.executable,
+        "-m",
+        "mathpal_cli",
+        "prepare-data",
+        "--qdrant-path",
+        str(sample_store),
+        "--out",
+        "data",
+        "--system-prompt-file",
+        "prompt.txt",
+    ]
     env = dict(os.environ)
     killed_while_writing = False
     caught = []
@@ -255,8 +267,9 @@ def test_seed_qdrant_errors_are_one_line(in_tmp, sample_store):
 
     holder = open_client(sample_store)
     try:
-        result = runner.invoke(app, ["seed-qdrant", "--problems", "5", "--qdrant-path", str(sample_store)],
-                               terminal_width=400)
+        result = runner.invoke(
+            app, ["seed-qdrant", "--problems", "5", "--qdrant-path", str(sample_store)], terminal_width=400
+        )
     finally:
         holder.close()
     assert "is open in another process" in error_line(result)

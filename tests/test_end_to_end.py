@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mathpal_train.comet import flatten_metrics, read_offline_metrics
-from mathpal_cli import eval_loss_history
+from mathpal_train.train_log import eval_loss_history
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -32,9 +32,22 @@ def pipeline(tmp_path_factory):
     mathpal("seed-qdrant", "--problems", "400", cwd=work)
     mathpal("prepare-data", "--val-fraction", "0.05", "--test-fraction", "0.05", cwd=work)
     mathpal("tiny-model", "--vocab-size", "1024", cwd=work)
-    train = mathpal("train", str(REPO / "recipes" / "smoke.yml"), "--max-steps", "40", "--set", "eval_steps=20", cwd=work)
-    mathpal("eval", "--adapter", "outputs/smoke", "--baseline", "--limit", "6", "--max-new-tokens", "48",
-            "--report-dir", "reports/e2e", cwd=work)
+    train = mathpal(
+        "train", str(REPO / "recipes" / "smoke.yml"), "--max-steps", "40", "--set", "eval_steps=20", cwd=work
+    )
+    mathpal(
+        "eval",
+        "--adapter",
+        "outputs/smoke",
+        "--baseline",
+        "--limit",
+        "6",
+        "--max-new-tokens",
+        "48",
+        "--report-dir",
+        "reports/e2e",
+        cwd=work,
+    )
     return work, train
 
 
@@ -71,8 +84,12 @@ def test_adapter_loads_with_peft_and_generates(pipeline):
     base = AutoModelForCausalLM.from_pretrained(work / ".mathpal" / "tiny-gemma3n")
     model = PeftModel.from_pretrained(base, work / "outputs" / "smoke")
     tokenizer = AutoTokenizer.from_pretrained(work / ".mathpal" / "tiny-gemma3n")
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Lan có 5 quả táo."}],
-                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Lan có 5 quả táo."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
 

@@ -29,16 +29,7 @@ from fractions import Fraction
 
 from mathpal_train.notation import MAX_DECIMALS, answer_line, decimal_places, format_fraction, format_number
 
-__all__ = [
-    "TOPICS",
-    "TEMPLATES",
-    "Draft",
-    "Problem",
-    "Template",
-    "generate_problems",
-    "make_problem",
-    "to_content",
-]
+__all__ = ["TOPICS", "TEMPLATES", "Draft", "Problem", "Template", "generate_problems", "make_problem", "to_content"]
 
 TOPICS: tuple[str, ...] = (
     "four_operations",
@@ -194,9 +185,7 @@ def _prime_factors(n: int) -> dict[int, int]:
 
 def _power_product(factors: dict[int, int]) -> str:
     """``2² × 3 × 5`` (textbook notation for a factorisation)."""
-    return " × ".join(
-        str(p) + (str(e).translate(_SUPERSCRIPT) if e > 1 else "") for p, e in sorted(factors.items())
-    )
+    return " × ".join(str(p) + (str(e).translate(_SUPERSCRIPT) if e > 1 else "") for p, e in sorted(factors.items()))
 
 
 def _is_prime(n: int) -> bool:
@@ -362,14 +351,30 @@ def production_two_periods(rng: random.Random) -> Draft:
 
 
 _PACKING = (
-    ("Có {A} học sinh đi tham quan. Mỗi xe ô tô chở được nhiều nhất {B} học sinh. "
-     "Hỏi cần ít nhất bao nhiêu xe ô tô để chở hết số học sinh đó?", "học sinh", "xe ô tô"),
-    ("Người ta xếp {A} quả trứng vào các khay, mỗi khay đựng được nhiều nhất {B} quả. "
-     "Hỏi cần ít nhất bao nhiêu khay để xếp hết số trứng?", "quả trứng", "khay"),
-    ("Thư viện cần chuyển {A} quyển sách, mỗi thùng đựng được nhiều nhất {B} quyển. "
-     "Hỏi cần ít nhất bao nhiêu thùng?", "quyển sách", "thùng"),
-    ("Một đoàn có {A} người cần qua sông, mỗi chiếc thuyền chở được nhiều nhất {B} người. "
-     "Hỏi cần ít nhất bao nhiêu chiếc thuyền để chở cả đoàn qua sông cùng một lúc?", "người", "chiếc thuyền"),
+    (
+        "Có {A} học sinh đi tham quan. Mỗi xe ô tô chở được nhiều nhất {B} học sinh. "
+        "Hỏi cần ít nhất bao nhiêu xe ô tô để chở hết số học sinh đó?",
+        "học sinh",
+        "xe ô tô",
+    ),
+    (
+        "Người ta xếp {A} quả trứng vào các khay, mỗi khay đựng được nhiều nhất {B} quả. "
+        "Hỏi cần ít nhất bao nhiêu khay để xếp hết số trứng?",
+        "quả trứng",
+        "khay",
+    ),
+    (
+        "Thư viện cần chuyển {A} quyển sách, mỗi thùng đựng được nhiều nhất {B} quyển. "
+        "Hỏi cần ít nhất bao nhiêu thùng?",
+        "quyển sách",
+        "thùng",
+    ),
+    (
+        "Một đoàn có {A} người cần qua sông, mỗi chiếc thuyền chở được nhiều nhất {B} người. "
+        "Hỏi cần ít nhất bao nhiêu chiếc thuyền để chở cả đoàn qua sông cùng một lúc?",
+        "người",
+        "chiếc thuyền",
+    ),
 )
 
 
@@ -395,16 +400,38 @@ def division_with_remainder(rng: random.Random) -> Draft:
 
 
 _PART_OF_WHOLE = (
-    ("Một lớp có {N} học sinh, trong đó số học sinh nữ bằng {f} số học sinh cả lớp. "
-     "Hỏi lớp đó có bao nhiêu học sinh nữ?", "học sinh", "Số học sinh nữ của lớp là:", (20, 48)),
-    ("Một cửa hàng có {N} kg gạo và đã bán được {f} số gạo đó. "
-     "Hỏi cửa hàng đã bán được bao nhiêu ki-lô-gam gạo?", "kg", "Số gạo cửa hàng đã bán là:", (100, 2000)),
-    ("Quyển truyện của {name} dày {N} trang. {name} đã đọc được {f} số trang. "
-     "Hỏi {name} đã đọc được bao nhiêu trang?", "trang", "Số trang {name} đã đọc là:", (60, 400)),
-    ("Một đoàn khách du lịch có {N} người, trong đó {f} số người là trẻ em. "
-     "Hỏi đoàn có bao nhiêu trẻ em?", "người", "Số trẻ em trong đoàn là:", (20, 200)),
-    ("Một mảnh vườn có diện tích {N} m², người ta dùng {f} diện tích để trồng rau. "
-     "Tính diện tích trồng rau.", "m²", "Diện tích trồng rau là:", (100, 3000)),
+    (
+        "Một lớp có {N} học sinh, trong đó số học sinh nữ bằng {f} số học sinh cả lớp. "
+        "Hỏi lớp đó có bao nhiêu học sinh nữ?",
+        "học sinh",
+        "Số học sinh nữ của lớp là:",
+        (20, 48),
+    ),
+    (
+        "Một cửa hàng có {N} kg gạo và đã bán được {f} số gạo đó. Hỏi cửa hàng đã bán được bao nhiêu ki-lô-gam gạo?",
+        "kg",
+        "Số gạo cửa hàng đã bán là:",
+        (100, 2000),
+    ),
+    (
+        "Quyển truyện của {name} dày {N} trang. {name} đã đọc được {f} số trang. "
+        "Hỏi {name} đã đọc được bao nhiêu trang?",
+        "trang",
+        "Số trang {name} đã đọc là:",
+        (60, 400),
+    ),
+    (
+        "Một đoàn khách du lịch có {N} người, trong đó {f} số người là trẻ em. Hỏi đoàn có bao nhiêu trẻ em?",
+        "người",
+        "Số trẻ em trong đoàn là:",
+        (20, 200),
+    ),
+    (
+        "Một mảnh vườn có diện tích {N} m², người ta dùng {f} diện tích để trồng rau. Tính diện tích trồng rau.",
+        "m²",
+        "Diện tích trồng rau là:",
+        (100, 3000),
+    ),
 )
 
 
@@ -422,14 +449,32 @@ def fraction_of_quantity(rng: random.Random) -> Draft:
 
 
 _WHOLE_FROM_PART = (
-    ("Bạn {name} đã đọc được {X} trang, bằng {f} số trang của quyển sách. "
-     "Hỏi quyển sách có bao nhiêu trang?", "trang", "Quyển sách có số trang là:", (60, 480)),
-    ("Đội trồng cây đã trồng được {X} cây, bằng {f} số cây phải trồng theo kế hoạch. "
-     "Hỏi theo kế hoạch đội phải trồng bao nhiêu cây?", "cây", "Số cây đội phải trồng theo kế hoạch là:", (100, 3000)),
-    ("Số học sinh giỏi của một trường là {X} em, bằng {f} số học sinh toàn trường. "
-     "Hỏi trường đó có bao nhiêu học sinh?", "học sinh", "Số học sinh toàn trường là:", (300, 1800)),
-    ("Một người đã đi được {X} km, bằng {f} quãng đường cần đi. "
-     "Hỏi quãng đường đó dài bao nhiêu ki-lô-mét?", "km", "Quãng đường đó dài là:", (20, 400)),
+    (
+        "Bạn {name} đã đọc được {X} trang, bằng {f} số trang của quyển sách. Hỏi quyển sách có bao nhiêu trang?",
+        "trang",
+        "Quyển sách có số trang là:",
+        (60, 480),
+    ),
+    (
+        "Đội trồng cây đã trồng được {X} cây, bằng {f} số cây phải trồng theo kế hoạch. "
+        "Hỏi theo kế hoạch đội phải trồng bao nhiêu cây?",
+        "cây",
+        "Số cây đội phải trồng theo kế hoạch là:",
+        (100, 3000),
+    ),
+    (
+        "Số học sinh giỏi của một trường là {X} em, bằng {f} số học sinh toàn trường. "
+        "Hỏi trường đó có bao nhiêu học sinh?",
+        "học sinh",
+        "Số học sinh toàn trường là:",
+        (300, 1800),
+    ),
+    (
+        "Một người đã đi được {X} km, bằng {f} quãng đường cần đi. Hỏi quãng đường đó dài bao nhiêu ki-lô-mét?",
+        "km",
+        "Quãng đường đó dài là:",
+        (20, 400),
+    ),
 )
 
 
@@ -446,18 +491,30 @@ def whole_from_fraction(rng: random.Random) -> Draft:
 
 
 _TWO_PARTS = (
-    ("Giờ thứ nhất một người đi bộ được {f1} quãng đường, giờ thứ hai đi được {f2} quãng đường. "
-     "Hỏi sau hai giờ người đó đi được bao nhiêu phần quãng đường?",
-     "Sau hai giờ người đó đi được:", "quãng đường"),
-    ("Giờ đầu một vòi nước chảy được {f1} bể, giờ thứ hai chảy được {f2} bể. "
-     "Hỏi sau hai giờ vòi nước chảy được bao nhiêu phần bể?",
-     "Sau hai giờ vòi nước chảy được:", "bể"),
-    ("Ngày thứ nhất một đội công nhân sửa được {f1} con đường, ngày thứ hai sửa được {f2} con đường. "
-     "Hỏi sau hai ngày đội sửa được bao nhiêu phần con đường?",
-     "Sau hai ngày đội sửa được:", "con đường"),
-    ("{name} đọc một quyển sách: ngày đầu đọc được {f1} quyển sách, ngày sau đọc được {f2} quyển sách. "
-     "Hỏi sau hai ngày {name} đọc được bao nhiêu phần quyển sách?",
-     "Sau hai ngày {name} đọc được:", "quyển sách"),
+    (
+        "Giờ thứ nhất một người đi bộ được {f1} quãng đường, giờ thứ hai đi được {f2} quãng đường. "
+        "Hỏi sau hai giờ người đó đi được bao nhiêu phần quãng đường?",
+        "Sau hai giờ người đó đi được:",
+        "quãng đường",
+    ),
+    (
+        "Giờ đầu một vòi nước chảy được {f1} bể, giờ thứ hai chảy được {f2} bể. "
+        "Hỏi sau hai giờ vòi nước chảy được bao nhiêu phần bể?",
+        "Sau hai giờ vòi nước chảy được:",
+        "bể",
+    ),
+    (
+        "Ngày thứ nhất một đội công nhân sửa được {f1} con đường, ngày thứ hai sửa được {f2} con đường. "
+        "Hỏi sau hai ngày đội sửa được bao nhiêu phần con đường?",
+        "Sau hai ngày đội sửa được:",
+        "con đường",
+    ),
+    (
+        "{name} đọc một quyển sách: ngày đầu đọc được {f1} quyển sách, ngày sau đọc được {f2} quyển sách. "
+        "Hỏi sau hai ngày {name} đọc được bao nhiêu phần quyển sách?",
+        "Sau hai ngày {name} đọc được:",
+        "quyển sách",
+    ),
 )
 
 
@@ -493,8 +550,11 @@ def remaining_fraction(rng: random.Random) -> Draft:
             f"Một mảnh vườn có diện tích {_fmt(total)} m². Người ta dùng {_frac(f1)} diện tích để trồng rau, "
             f"{_frac(f2)} diện tích để trồng hoa, phần còn lại để đào ao. Tính diện tích ao."
         )
-        labels = ("Phân số chỉ diện tích trồng rau và trồng hoa là:", "Phân số chỉ diện tích ao là:",
-                  "Diện tích ao là:")
+        labels = (
+            "Phân số chỉ diện tích trồng rau và trồng hoa là:",
+            "Phân số chỉ diện tích ao là:",
+            "Diện tích ao là:",
+        )
         unit = "m²"
     else:
         total = common * 1000 * rng.randint(max(1, 60 // common), 2000 // common)
@@ -506,9 +566,12 @@ def remaining_fraction(rng: random.Random) -> Draft:
         unit = "đồng"
     left = total * rest
     steps = (
-        labels[0], _fraction_chain(f1, f2, "+"),
-        labels[1], _calc(f"1 - {_frac(used)}", _frac(rest)),
-        labels[2], _calc(f"{_fmt(total)} × {_frac(rest)}", _fmt(left), unit),
+        labels[0],
+        _fraction_chain(f1, f2, "+"),
+        labels[1],
+        _calc(f"1 - {_frac(used)}", _frac(rest)),
+        labels[2],
+        _calc(f"{_fmt(total)} × {_frac(rest)}", _fmt(left), unit),
     )
     return Draft(question, steps, f"{_fmt(left)} {unit}")
 
@@ -547,12 +610,21 @@ def fraction_arithmetic(rng: random.Random) -> Draft:
 
 
 _CUTTING = (
-    ("Một tấm vải dài {X} m. Người ta cắt đi {Y} m để may áo, phần còn lại chia đều thành {n} mảnh. "
-     "Hỏi mỗi mảnh vải dài bao nhiêu mét?", "Mỗi mảnh vải dài là:"),
-    ("Một cuộn dây điện dài {X} m. Thợ điện đã dùng hết {Y} m, phần còn lại cắt thành {n} đoạn dài bằng nhau. "
-     "Hỏi mỗi đoạn dây dài bao nhiêu mét?", "Mỗi đoạn dây dài là:"),
-    ("Một sợi dây thép dài {X} m. Người ta cắt bớt {Y} m rồi chia đều phần còn lại thành {n} đoạn. "
-     "Hỏi mỗi đoạn dài bao nhiêu mét?", "Mỗi đoạn dài là:"),
+    (
+        "Một tấm vải dài {X} m. Người ta cắt đi {Y} m để may áo, phần còn lại chia đều thành {n} mảnh. "
+        "Hỏi mỗi mảnh vải dài bao nhiêu mét?",
+        "Mỗi mảnh vải dài là:",
+    ),
+    (
+        "Một cuộn dây điện dài {X} m. Thợ điện đã dùng hết {Y} m, phần còn lại cắt thành {n} đoạn dài bằng nhau. "
+        "Hỏi mỗi đoạn dây dài bao nhiêu mét?",
+        "Mỗi đoạn dây dài là:",
+    ),
+    (
+        "Một sợi dây thép dài {X} m. Người ta cắt bớt {Y} m rồi chia đều phần còn lại thành {n} đoạn. "
+        "Hỏi mỗi đoạn dài bao nhiêu mét?",
+        "Mỗi đoạn dài là:",
+    ),
 )
 
 
@@ -567,8 +639,10 @@ def cut_and_share(rng: random.Random) -> Draft:
     total = rest + cut
     question = text.format(X=_fmt(total), Y=_fmt(cut), n=n)
     steps = (
-        "Phần còn lại dài là:", _calc(f"{_fmt(total)} - {_fmt(cut)}", _fmt(rest), "m"),
-        label, _calc(f"{_fmt(rest)} : {n}", _fmt(piece), "m"),
+        "Phần còn lại dài là:",
+        _calc(f"{_fmt(total)} - {_fmt(cut)}", _fmt(rest), "m"),
+        label,
+        _calc(f"{_fmt(rest)} : {n}", _fmt(piece), "m"),
     )
     return Draft(question, steps, f"{_fmt(piece)} m")
 
@@ -587,8 +661,10 @@ def can_of_oil(rng: random.Random) -> Draft:
         f"Thùng rỗng cân nặng {_fmt(can)} kg. Hỏi cả thùng {liquid} cân nặng bao nhiêu ki-lô-gam?"
     )
     steps = (
-        f"Số {liquid} trong thùng cân nặng là:", _calc(f"{litres} × {_fmt(density)}", _fmt(oil), "kg"),
-        f"Cả thùng {liquid} cân nặng là:", _calc(f"{_fmt(oil)} + {_fmt(can)}", _fmt(total), "kg"),
+        f"Số {liquid} trong thùng cân nặng là:",
+        _calc(f"{litres} × {_fmt(density)}", _fmt(oil), "kg"),
+        f"Cả thùng {liquid} cân nặng là:",
+        _calc(f"{_fmt(oil)} + {_fmt(can)}", _fmt(total), "kg"),
     )
     return Draft(question, steps, f"{_fmt(total)} kg")
 
@@ -644,16 +720,37 @@ def decimal_expression(rng: random.Random) -> Draft:
 
 
 _PERCENT_OF = (
-    ("Một trường có {N} học sinh, trong đó số học sinh nữ chiếm {p}. Hỏi trường đó có bao nhiêu học sinh nữ?",
-     "học sinh", "Số học sinh nữ của trường là:", (200, 1500)),
-    ("Một mảnh đất có diện tích {N} m², trong đó {p} diện tích được dùng để làm nhà. Tính diện tích đất làm nhà.",
-     "m²", "Diện tích đất làm nhà là:", (100, 2000)),
-    ("Một trang trại nuôi {N} con gà, trong đó {p} là gà mái. Hỏi trang trại có bao nhiêu con gà mái?",
-     "con", "Số gà mái của trang trại là:", (100, 3000)),
-    ("Một nhà máy phải sản xuất {N} sản phẩm, đến nay đã làm được {p} kế hoạch. "
-     "Hỏi nhà máy đã sản xuất được bao nhiêu sản phẩm?", "sản phẩm", "Số sản phẩm đã sản xuất được là:", (500, 5000)),
-    ("Lớp của {name} có {N} học sinh, trong đó {p} số học sinh đạt loại giỏi. Hỏi lớp có bao nhiêu học sinh giỏi?",
-     "học sinh", "Số học sinh giỏi của lớp là:", (20, 50)),
+    (
+        "Một trường có {N} học sinh, trong đó số học sinh nữ chiếm {p}. Hỏi trường đó có bao nhiêu học sinh nữ?",
+        "học sinh",
+        "Số học sinh nữ của trường là:",
+        (200, 1500),
+    ),
+    (
+        "Một mảnh đất có diện tích {N} m², trong đó {p} diện tích được dùng để làm nhà. Tính diện tích đất làm nhà.",
+        "m²",
+        "Diện tích đất làm nhà là:",
+        (100, 2000),
+    ),
+    (
+        "Một trang trại nuôi {N} con gà, trong đó {p} là gà mái. Hỏi trang trại có bao nhiêu con gà mái?",
+        "con",
+        "Số gà mái của trang trại là:",
+        (100, 3000),
+    ),
+    (
+        "Một nhà máy phải sản xuất {N} sản phẩm, đến nay đã làm được {p} kế hoạch. "
+        "Hỏi nhà máy đã sản xuất được bao nhiêu sản phẩm?",
+        "sản phẩm",
+        "Số sản phẩm đã sản xuất được là:",
+        (500, 5000),
+    ),
+    (
+        "Lớp của {name} có {N} học sinh, trong đó {p} số học sinh đạt loại giỏi. Hỏi lớp có bao nhiêu học sinh giỏi?",
+        "học sinh",
+        "Số học sinh giỏi của lớp là:",
+        (20, 50),
+    ),
 )
 
 _PERCENTS = (5, 10, 12, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75, 80)
@@ -678,16 +775,29 @@ def percent_of_quantity(rng: random.Random) -> Draft:
 
 
 _PERCENT_RATIO = (
-    ("Một lớp có {N} học sinh, trong đó có {K} học sinh giỏi. "
-     "Tìm tỉ số phần trăm của số học sinh giỏi và số học sinh cả lớp.",
-     "Tỉ số phần trăm của số học sinh giỏi và số học sinh cả lớp là:", (20, 25, 40, 50)),
-    ("Một cửa hàng có {N} kg gạo, đã bán được {K} kg. Hỏi cửa hàng đã bán được bao nhiêu phần trăm số gạo?",
-     "Tỉ số phần trăm của số gạo đã bán và số gạo của cửa hàng là:", (80, 125, 200, 250, 400, 500)),
-    ("Một xạ thủ bắn {N} viên đạn, có {K} viên trúng đích. "
-     "Tính tỉ số phần trăm của số viên trúng đích và số viên đã bắn.",
-     "Tỉ số phần trăm của số viên trúng đích và số viên đã bắn là:", (20, 25, 40, 50)),
-    ("Trong vườn có {N} cây ăn quả, trong đó có {K} cây cam. Số cây cam chiếm bao nhiêu phần trăm số cây trong vườn?",
-     "Tỉ số phần trăm của số cây cam và số cây trong vườn là:", (40, 50, 80, 125, 200, 250)),
+    (
+        "Một lớp có {N} học sinh, trong đó có {K} học sinh giỏi. "
+        "Tìm tỉ số phần trăm của số học sinh giỏi và số học sinh cả lớp.",
+        "Tỉ số phần trăm của số học sinh giỏi và số học sinh cả lớp là:",
+        (20, 25, 40, 50),
+    ),
+    (
+        "Một cửa hàng có {N} kg gạo, đã bán được {K} kg. Hỏi cửa hàng đã bán được bao nhiêu phần trăm số gạo?",
+        "Tỉ số phần trăm của số gạo đã bán và số gạo của cửa hàng là:",
+        (80, 125, 200, 250, 400, 500),
+    ),
+    (
+        "Một xạ thủ bắn {N} viên đạn, có {K} viên trúng đích. "
+        "Tính tỉ số phần trăm của số viên trúng đích và số viên đã bắn.",
+        "Tỉ số phần trăm của số viên trúng đích và số viên đã bắn là:",
+        (20, 25, 40, 50),
+    ),
+    (
+        "Trong vườn có {N} cây ăn quả, trong đó có {K} cây cam. "
+        "Số cây cam chiếm bao nhiêu phần trăm số cây trong vườn?",
+        "Tỉ số phần trăm của số cây cam và số cây trong vườn là:",
+        (40, 50, 80, 125, 200, 250),
+    ),
 )
 
 
@@ -707,14 +817,33 @@ def percent_ratio(rng: random.Random) -> Draft:
 
 
 _WHOLE_FROM_PERCENT = (
-    ("Số học sinh nam của một trường là {X} em, chiếm {p} số học sinh toàn trường. "
-     "Hỏi trường đó có bao nhiêu học sinh?", "học sinh", "Số học sinh toàn trường là:", (300, 2000)),
-    ("Một cửa hàng đã bán được {X} kg đường, bằng {p} số đường của cửa hàng. "
-     "Hỏi lúc đầu cửa hàng có bao nhiêu ki-lô-gam đường?", "kg", "Lúc đầu cửa hàng có số đường là:", (100, 3000)),
-    ("Một đội bóng đã thắng {X} trận, chiếm {p} số trận đã đấu. Hỏi đội bóng đã đấu bao nhiêu trận?",
-     "trận", "Số trận đội bóng đã đấu là:", (20, 80)),
-    ("Bạn {name} đã tiết kiệm được {X} đồng, bằng {p} số tiền cần để mua một chiếc cặp. "
-     "Hỏi chiếc cặp giá bao nhiêu tiền?", "đồng", "Giá tiền chiếc cặp là:", (100, 600)),
+    (
+        "Số học sinh nam của một trường là {X} em, chiếm {p} số học sinh toàn trường. "
+        "Hỏi trường đó có bao nhiêu học sinh?",
+        "học sinh",
+        "Số học sinh toàn trường là:",
+        (300, 2000),
+    ),
+    (
+        "Một cửa hàng đã bán được {X} kg đường, bằng {p} số đường của cửa hàng. "
+        "Hỏi lúc đầu cửa hàng có bao nhiêu ki-lô-gam đường?",
+        "kg",
+        "Lúc đầu cửa hàng có số đường là:",
+        (100, 3000),
+    ),
+    (
+        "Một đội bóng đã thắng {X} trận, chiếm {p} số trận đã đấu. Hỏi đội bóng đã đấu bao nhiêu trận?",
+        "trận",
+        "Số trận đội bóng đã đấu là:",
+        (20, 80),
+    ),
+    (
+        "Bạn {name} đã tiết kiệm được {X} đồng, bằng {p} số tiền cần để mua một chiếc cặp. "
+        "Hỏi chiếc cặp giá bao nhiêu tiền?",
+        "đồng",
+        "Giá tiền chiếc cặp là:",
+        (100, 600),
+    ),
 )
 
 
@@ -733,12 +862,21 @@ def whole_from_percent(rng: random.Random) -> Draft:
 
 
 _PLANS = (
-    ("một xưởng phải sản xuất {N} sản phẩm. Thực tế xưởng đã sản xuất được {M} sản phẩm. "
-     "Hỏi xưởng đã vượt mức kế hoạch bao nhiêu phần trăm?", "số sản phẩm làm được"),
-    ("một xã phải trồng {N} cây xanh. Thực tế xã đã trồng được {M} cây. "
-     "Hỏi xã đã vượt mức kế hoạch bao nhiêu phần trăm?", "số cây đã trồng"),
-    ("một đội phải thu hoạch {N} tấn lúa. Thực tế đội đã thu hoạch được {M} tấn. "
-     "Hỏi đội đã vượt mức kế hoạch bao nhiêu phần trăm?", "số lúa thu hoạch được"),
+    (
+        "một xưởng phải sản xuất {N} sản phẩm. Thực tế xưởng đã sản xuất được {M} sản phẩm. "
+        "Hỏi xưởng đã vượt mức kế hoạch bao nhiêu phần trăm?",
+        "số sản phẩm làm được",
+    ),
+    (
+        "một xã phải trồng {N} cây xanh. Thực tế xã đã trồng được {M} cây. "
+        "Hỏi xã đã vượt mức kế hoạch bao nhiêu phần trăm?",
+        "số cây đã trồng",
+    ),
+    (
+        "một đội phải thu hoạch {N} tấn lúa. Thực tế đội đã thu hoạch được {M} tấn. "
+        "Hỏi đội đã vượt mức kế hoạch bao nhiêu phần trăm?",
+        "số lúa thu hoạch được",
+    ),
 )
 
 
@@ -788,19 +926,32 @@ def dilute_salt_water(rng: random.Random) -> Draft:
 
 # =========================================================================== ratios
 
-_RATIO_PAIRS = tuple(
-    Fraction(a, b) for b in range(2, 10) for a in range(1, b) if math.gcd(a, b) == 1
-) + tuple(Fraction(b, a) for b in range(3, 8) for a in range(2, b) if math.gcd(a, b) == 1)
+_RATIO_PAIRS = tuple(Fraction(a, b) for b in range(2, 10) for a in range(1, b) if math.gcd(a, b) == 1) + tuple(
+    Fraction(b, a) for b in range(3, 8) for a in range(2, b) if math.gcd(a, b) == 1
+)
 
 _SUM_RATIO = (
-    ("Hai kho chứa tất cả {S} tấn thóc. Số thóc ở kho thứ nhất bằng {f} số thóc ở kho thứ hai. "
-     "Hỏi kho thứ nhất chứa bao nhiêu tấn thóc?", True, "tấn", "Số thóc ở kho thứ nhất là:"),
-    ("Hai tổ trồng được tất cả {S} cây. Số cây tổ Một trồng được bằng {f} số cây tổ Hai. "
-     "Hỏi tổ Hai trồng được bao nhiêu cây?", False, "cây", "Số cây tổ Hai trồng được là:"),
-    ("Tổng của hai số là {S}. Số thứ nhất bằng {f} số thứ hai. Tìm số thứ nhất.",
-     True, "", "Số thứ nhất là:"),
-    ("{n1} và {n2} có tất cả {S} viên bi. Số bi của {n1} bằng {f} số bi của {n2}. "
-     "Hỏi {n2} có bao nhiêu viên bi?", False, "viên bi", "Số bi của {n2} là:"),
+    (
+        "Hai kho chứa tất cả {S} tấn thóc. Số thóc ở kho thứ nhất bằng {f} số thóc ở kho thứ hai. "
+        "Hỏi kho thứ nhất chứa bao nhiêu tấn thóc?",
+        True,
+        "tấn",
+        "Số thóc ở kho thứ nhất là:",
+    ),
+    (
+        "Hai tổ trồng được tất cả {S} cây. Số cây tổ Một trồng được bằng {f} số cây tổ Hai. "
+        "Hỏi tổ Hai trồng được bao nhiêu cây?",
+        False,
+        "cây",
+        "Số cây tổ Hai trồng được là:",
+    ),
+    ("Tổng của hai số là {S}. Số thứ nhất bằng {f} số thứ hai. Tìm số thứ nhất.", True, "", "Số thứ nhất là:"),
+    (
+        "{n1} và {n2} có tất cả {S} viên bi. Số bi của {n1} bằng {f} số bi của {n2}. Hỏi {n2} có bao nhiêu viên bi?",
+        False,
+        "viên bi",
+        "Số bi của {n2} là:",
+    ),
 )
 
 
@@ -825,13 +976,28 @@ def sum_and_ratio(rng: random.Random) -> Draft:
 
 
 _DIFFERENCE_RATIO = (
-    ("Một trường có số học sinh nữ nhiều hơn số học sinh nam {D} em. Số học sinh nam bằng {f} số học sinh nữ. "
-     "Hỏi trường đó có bao nhiêu học sinh nam?", True, "học sinh", "Số học sinh nam của trường là:"),
+    (
+        "Một trường có số học sinh nữ nhiều hơn số học sinh nam {D} em. Số học sinh nam bằng {f} số học sinh nữ. "
+        "Hỏi trường đó có bao nhiêu học sinh nam?",
+        True,
+        "học sinh",
+        "Số học sinh nam của trường là:",
+    ),
     ("Hiệu của hai số là {D}. Số bé bằng {f} số lớn. Tìm số lớn.", False, "", "Số lớn là:"),
-    ("Một thửa ruộng hình chữ nhật có chiều dài hơn chiều rộng {D} m, chiều rộng bằng {f} chiều dài. "
-     "Tính chiều dài thửa ruộng.", False, "m", "Chiều dài thửa ruộng là:"),
-    ("Kho thứ hai có nhiều hơn kho thứ nhất {D} tấn gạo. Số gạo ở kho thứ nhất bằng {f} số gạo ở kho thứ hai. "
-     "Hỏi kho thứ nhất có bao nhiêu tấn gạo?", True, "tấn", "Số gạo ở kho thứ nhất là:"),
+    (
+        "Một thửa ruộng hình chữ nhật có chiều dài hơn chiều rộng {D} m, chiều rộng bằng {f} chiều dài. "
+        "Tính chiều dài thửa ruộng.",
+        False,
+        "m",
+        "Chiều dài thửa ruộng là:",
+    ),
+    (
+        "Kho thứ hai có nhiều hơn kho thứ nhất {D} tấn gạo. Số gạo ở kho thứ nhất bằng {f} số gạo ở kho thứ hai. "
+        "Hỏi kho thứ nhất có bao nhiêu tấn gạo?",
+        True,
+        "tấn",
+        "Số gạo ở kho thứ nhất là:",
+    ),
 )
 
 
@@ -854,8 +1020,12 @@ def difference_and_ratio(rng: random.Random) -> Draft:
     return Draft(question, steps, _with_unit(_fmt(one * asked), unit))
 
 
-_MAP_ROUTES_NEAR = ("từ nhà {name} đến trường", "từ cổng làng đến chợ", "từ trường học đến công viên",
-                    "từ nhà văn hoá đến bờ hồ")
+_MAP_ROUTES_NEAR = (
+    "từ nhà {name} đến trường",
+    "từ cổng làng đến chợ",
+    "từ trường học đến công viên",
+    "từ nhà văn hoá đến bờ hồ",
+)
 _MAP_ROUTES_FAR = ("từ thành phố A đến thành phố B", "từ thị xã đến bờ biển", "giữa hai tỉnh lị M và N")
 
 
@@ -905,8 +1075,7 @@ def ratio_of_two_quantities(rng: random.Random) -> Draft:
             if Fraction(x, 10 * y).denominator != 1:
                 break
         question = (
-            f"Đoạn thẳng AB dài {x} cm, đoạn thẳng CD dài {y} dm. "
-            f"Tìm tỉ số độ dài của đoạn thẳng AB và đoạn thẳng CD."
+            f"Đoạn thẳng AB dài {x} cm, đoạn thẳng CD dài {y} dm. Tìm tỉ số độ dài của đoạn thẳng AB và đoạn thẳng CD."
         )
         steps = (f"Đổi: {y} dm = {10 * y} cm", "Tỉ số độ dài của đoạn thẳng AB và đoạn thẳng CD là:")
         a, b = x, 10 * y
@@ -931,8 +1100,10 @@ def direct_proportion(rng: random.Random) -> Draft:
             f"Hỏi chiếc {vehicle} đó đi quãng đường {distance} km thì tiêu thụ hết bao nhiêu lít xăng?"
         )
         steps = (
-            f"{distance} km gấp 100 km số lần là:", _calc(f"{distance} : 100", _fmt(times), "lần"),
-            "Số lít xăng cần dùng là:", _calc(f"{_fmt(per_100)} × {_fmt(times)}", _fmt(fuel), "l"),
+            f"{distance} km gấp 100 km số lần là:",
+            _calc(f"{distance} : 100", _fmt(times), "lần"),
+            "Số lít xăng cần dùng là:",
+            _calc(f"{_fmt(per_100)} × {_fmt(times)}", _fmt(fuel), "l"),
         )
         return Draft(question, steps, f"{_fmt(fuel)} l")
     good, weight = rng.choice((("xi măng", 50), ("gạo", 25), ("muối", 40), ("phân bón", 50), ("cám", 30)))
@@ -946,8 +1117,10 @@ def direct_proportion(rng: random.Random) -> Draft:
         f"Hỏi {asked} bao {good} như thế nặng bao nhiêu ki-lô-gam?"
     )
     steps = (
-        f"Mỗi bao {good} nặng là:", _calc(f"{_fmt(total)} : {count}", _fmt(weight), "kg"),
-        f"{asked} bao {good} nặng là:", _calc(f"{weight} × {asked}", _fmt(weight * asked), "kg"),
+        f"Mỗi bao {good} nặng là:",
+        _calc(f"{_fmt(total)} : {count}", _fmt(weight), "kg"),
+        f"{asked} bao {good} nặng là:",
+        _calc(f"{weight} × {asked}", _fmt(weight * asked), "kg"),
     )
     return Draft(question, steps, f"{_fmt(weight * asked)} kg")
 
@@ -957,13 +1130,36 @@ def direct_proportion(rng: random.Random) -> Draft:
 
 _MEASUREMENTS = (
     # (question start, question, step label, unit, scale (values are integers / scale), low, high, spread)
-    ("Chiều cao của {n} bạn {names} lần lượt là {values}.", "Hỏi trung bình mỗi bạn cao bao nhiêu mét?",
-     "Trung bình mỗi bạn cao là:", "m", 100, 128, 158, 8),
-    ("Cân nặng của {n} bạn {names} lần lượt là {values}.", "Hỏi trung bình mỗi bạn cân nặng bao nhiêu ki-lô-gam?",
-     "Trung bình mỗi bạn cân nặng là:", "kg", 10, 280, 420, 40),
-    ("Lớp của {name} có {n} tổ thu gom giấy vụn, số giấy các tổ thu được lần lượt là {values}.",
-     "Hỏi trung bình mỗi tổ thu được bao nhiêu ki-lô-gam giấy vụn?", "Trung bình mỗi tổ thu được là:", "kg", 1,
-     18, 60, 9),
+    (
+        "Chiều cao của {n} bạn {names} lần lượt là {values}.",
+        "Hỏi trung bình mỗi bạn cao bao nhiêu mét?",
+        "Trung bình mỗi bạn cao là:",
+        "m",
+        100,
+        128,
+        158,
+        8,
+    ),
+    (
+        "Cân nặng của {n} bạn {names} lần lượt là {values}.",
+        "Hỏi trung bình mỗi bạn cân nặng bao nhiêu ki-lô-gam?",
+        "Trung bình mỗi bạn cân nặng là:",
+        "kg",
+        10,
+        280,
+        420,
+        40,
+    ),
+    (
+        "Lớp của {name} có {n} tổ thu gom giấy vụn, số giấy các tổ thu được lần lượt là {values}.",
+        "Hỏi trung bình mỗi tổ thu được bao nhiêu ki-lô-gam giấy vụn?",
+        "Trung bình mỗi tổ thu được là:",
+        "kg",
+        1,
+        18,
+        60,
+        9,
+    ),
 )
 
 
@@ -981,10 +1177,7 @@ def average_of_list(rng: random.Random) -> Draft:
     listed = "; ".join(shown[:-1]) + " và " + shown[-1]
     names = rng.sample(NAMES, n)
     question = text.format(n=n, names=_join_vi(names), values=listed, name=names[0]) + " " + ask
-    steps = (
-        label,
-        f"({' + '.join(_fmt(v) for v in values)}) : {n} = {_fmt(total)} : {n} = {_fmt(total / n)} ({unit})",
-    )
+    steps = (label, f"({' + '.join(_fmt(v) for v in values)}) : {n} = {_fmt(total)} : {n} = {_fmt(total / n)} ({unit})")
     return Draft(question, steps, f"{_fmt(total / n)} {unit}")
 
 
@@ -1008,8 +1201,10 @@ def average_three_days(rng: random.Random) -> Draft:
         f"Hỏi trung bình mỗi ngày cửa hàng bán được bao nhiêu {word} {good}?"
     )
     steps = (
-        "Ngày thứ hai cửa hàng bán được:", _calc(f"{first} + {more}", _fmt(second), unit),
-        "Ngày thứ ba cửa hàng bán được:", _calc(f"{second} - {less}", _fmt(third), unit),
+        "Ngày thứ hai cửa hàng bán được:",
+        _calc(f"{first} + {more}", _fmt(second), unit),
+        "Ngày thứ ba cửa hàng bán được:",
+        _calc(f"{second} - {less}", _fmt(third), unit),
         "Trung bình mỗi ngày cửa hàng bán được:",
         f"({first} + {second} + {third}) : 3 = {_fmt(total)} : 3 = {_fmt(total // 3)} ({unit})",
     )
@@ -1032,8 +1227,14 @@ def missing_value_for_average(rng: random.Random) -> Draft:
             f"Hỏi bài kiểm tra tiếp theo {name} phải được bao nhiêu điểm để điểm trung bình của cả {k + 1} bài "
             f"là {_fmt(new)} điểm?"
         )
-        unit, labels = "điểm", (f"Tổng số điểm của {k + 1} bài là:", f"Tổng số điểm của {k} bài đầu là:",
-                                f"Bài kiểm tra tiếp theo {name} phải được:")
+        unit, labels = (
+            "điểm",
+            (
+                f"Tổng số điểm của {k + 1} bài là:",
+                f"Tổng số điểm của {k} bài đầu là:",
+                f"Bài kiểm tra tiếp theo {name} phải được:",
+            ),
+        )
     else:
         while True:
             k = rng.choice((10, 11))
@@ -1045,13 +1246,18 @@ def missing_value_for_average(rng: random.Random) -> Draft:
             f"Tuổi trung bình của {k} cầu thủ một đội bóng là {old} tuổi. Nếu tính cả huấn luyện viên thì "
             f"tuổi trung bình của cả đội là {_fmt(new)} tuổi. Hỏi huấn luyện viên bao nhiêu tuổi?"
         )
-        unit, labels = "tuổi", ("Tổng số tuổi của cả đội là:", f"Tổng số tuổi của {k} cầu thủ là:",
-                                "Tuổi của huấn luyện viên là:")
+        unit, labels = (
+            "tuổi",
+            ("Tổng số tuổi của cả đội là:", f"Tổng số tuổi của {k} cầu thủ là:", "Tuổi của huấn luyện viên là:"),
+        )
     new_total, old_total = new * (k + 1), old * k
     steps = (
-        labels[0], _calc(f"{_fmt(new)} × {k + 1}", _fmt(new_total), unit),
-        labels[1], _calc(f"{_fmt(old)} × {k}", _fmt(old_total), unit),
-        labels[2], _calc(f"{_fmt(new_total)} - {_fmt(old_total)}", _fmt(new_total - old_total), unit),
+        labels[0],
+        _calc(f"{_fmt(new)} × {k + 1}", _fmt(new_total), unit),
+        labels[1],
+        _calc(f"{_fmt(old)} × {k}", _fmt(old_total), unit),
+        labels[2],
+        _calc(f"{_fmt(new_total)} - {_fmt(old_total)}", _fmt(new_total - old_total), unit),
     )
     return Draft(question, steps, f"{_fmt(new_total - old_total)} {unit}")
 
@@ -1077,11 +1283,19 @@ def weighted_average(rng: random.Random) -> Draft:
             f"Một ô tô trong {a} giờ đầu đi với vận tốc {x} km/giờ, trong {b} giờ sau đi với vận tốc {y} km/giờ. "
             f"Hỏi trung bình mỗi giờ ô tô đi được bao nhiêu ki-lô-mét?"
         )
-        unit, labels = "km", (f"Trong {a} giờ đầu ô tô đi được:", f"Trong {b} giờ sau ô tô đi được:",
-                              "Trung bình mỗi giờ ô tô đi được:")
+        unit, labels = (
+            "km",
+            (
+                f"Trong {a} giờ đầu ô tô đi được:",
+                f"Trong {b} giờ sau ô tô đi được:",
+                "Trung bình mỗi giờ ô tô đi được:",
+            ),
+        )
     steps = (
-        labels[0], _calc(f"{x} × {a}", _fmt(a * x), unit),
-        labels[1], _calc(f"{y} × {b}", _fmt(b * y), unit),
+        labels[0],
+        _calc(f"{x} × {a}", _fmt(a * x), unit),
+        labels[1],
+        _calc(f"{y} × {b}", _fmt(b * y), unit),
         labels[2],
         f"({_fmt(a * x)} + {_fmt(b * y)}) : ({a} + {b}) = {_fmt(total)} : {a + b} = {_fmt(total // (a + b))} ({unit})",
     )
@@ -1092,11 +1306,28 @@ def weighted_average(rng: random.Random) -> Draft:
 
 # (bigger unit, smaller unit, how many smaller units make one bigger unit)
 _CONVERSIONS = (
-    ("km", "m", 1000), ("m", "dm", 10), ("m", "cm", 100), ("dm", "cm", 10), ("cm", "mm", 10), ("m", "mm", 1000),
-    ("tấn", "kg", 1000), ("tạ", "kg", 100), ("yến", "kg", 10), ("kg", "g", 1000), ("tấn", "tạ", 10),
-    ("m²", "dm²", 100), ("dm²", "cm²", 100), ("ha", "m²", 10_000), ("km²", "ha", 100), ("m²", "cm²", 10_000),
-    ("m³", "dm³", 1000), ("dm³", "cm³", 1000),
-    ("giờ", "phút", 60), ("phút", "giây", 60), ("ngày", "giờ", 24), ("năm", "tháng", 12),
+    ("km", "m", 1000),
+    ("m", "dm", 10),
+    ("m", "cm", 100),
+    ("dm", "cm", 10),
+    ("cm", "mm", 10),
+    ("m", "mm", 1000),
+    ("tấn", "kg", 1000),
+    ("tạ", "kg", 100),
+    ("yến", "kg", 10),
+    ("kg", "g", 1000),
+    ("tấn", "tạ", 10),
+    ("m²", "dm²", 100),
+    ("dm²", "cm²", 100),
+    ("ha", "m²", 10_000),
+    ("km²", "ha", 100),
+    ("m²", "cm²", 10_000),
+    ("m³", "dm³", 1000),
+    ("dm³", "cm³", 1000),
+    ("giờ", "phút", 60),
+    ("phút", "giây", 60),
+    ("ngày", "giờ", 24),
+    ("năm", "tháng", 12),
 )
 
 _FILL_IN = ("Viết số thích hợp vào chỗ chấm:", "Điền số thích hợp vào chỗ chấm:", "Đổi đơn vị:")
@@ -1167,8 +1398,11 @@ def convert_then_solve(rng: random.Random) -> Draft:
             f"Một xe tải chở {_fmt(Fraction(kg, 1000))} tấn gạo, mỗi bao gạo nặng {bag} kg. "
             f"Hỏi xe tải chở bao nhiêu bao gạo?"
         )
-        steps = (f"Đổi: {_fmt(Fraction(kg, 1000))} tấn = {_fmt(kg)} kg",
-                 "Số bao gạo xe tải chở là:", _calc(f"{_fmt(kg)} : {bag}", _fmt(count), "bao"))
+        steps = (
+            f"Đổi: {_fmt(Fraction(kg, 1000))} tấn = {_fmt(kg)} kg",
+            "Số bao gạo xe tải chở là:",
+            _calc(f"{_fmt(kg)} : {bag}", _fmt(count), "bao"),
+        )
         return Draft(question, steps, f"{_fmt(count)} bao")
     if form == 1:
         piece = rng.choice((15, 20, 25, 40, 50, 75))
@@ -1178,8 +1412,11 @@ def convert_then_solve(rng: random.Random) -> Draft:
             f"Một cuộn dây dài {_fmt(Fraction(cm, 100))} m. Người ta cắt cuộn dây thành các đoạn, "
             f"mỗi đoạn dài {piece} cm. Hỏi cắt được bao nhiêu đoạn dây?"
         )
-        steps = (f"Đổi: {_fmt(Fraction(cm, 100))} m = {_fmt(cm)} cm",
-                 "Số đoạn dây cắt được là:", _calc(f"{_fmt(cm)} : {piece}", _fmt(count), "đoạn"))
+        steps = (
+            f"Đổi: {_fmt(Fraction(cm, 100))} m = {_fmt(cm)} cm",
+            "Số đoạn dây cắt được là:",
+            _calc(f"{_fmt(cm)} : {piece}", _fmt(count), "đoạn"),
+        )
         return Draft(question, steps, f"{_fmt(count)} đoạn")
     name = rng.choice(NAMES)
     while True:
@@ -1188,11 +1425,12 @@ def convert_then_solve(rng: random.Random) -> Draft:
             break
     minutes = per_day * days
     hours = Fraction(minutes, 60)
-    question = (
-        f"Mỗi ngày {name} đọc sách {per_day} phút. Hỏi trong {days} ngày {name} đọc sách tất cả bao nhiêu giờ?"
+    question = f"Mỗi ngày {name} đọc sách {per_day} phút. Hỏi trong {days} ngày {name} đọc sách tất cả bao nhiêu giờ?"
+    steps = (
+        f"Trong {days} ngày {name} đọc sách số phút là:",
+        _calc(f"{per_day} × {days}", _fmt(minutes), "phút"),
+        f"Đổi: {_fmt(minutes)} phút = {_fmt(hours)} giờ",
     )
-    steps = (f"Trong {days} ngày {name} đọc sách số phút là:", _calc(f"{per_day} × {days}", _fmt(minutes), "phút"),
-             f"Đổi: {_fmt(minutes)} phút = {_fmt(hours)} giờ")
     return Draft(question, steps, f"{_fmt(hours)} giờ")
 
 
@@ -1214,10 +1452,14 @@ def rectangle_from_perimeter(rng: random.Random) -> Draft:
         f"{difference} {unit}. Tính diện tích {thing} đó."
     )
     steps = (
-        f"Nửa chu vi {thing} là:", _calc(f"{_fmt(perimeter)} : 2", _fmt(half), unit),
-        f"Chiều rộng {thing} là:", _calc(f"({_fmt(half)} - {difference}) : 2", _fmt(width), unit),
-        f"Chiều dài {thing} là:", _calc(f"{width} + {difference}", _fmt(length), unit),
-        f"Diện tích {thing} là:", _calc(f"{length} × {width}", _fmt(area), f"{unit}²"),
+        f"Nửa chu vi {thing} là:",
+        _calc(f"{_fmt(perimeter)} : 2", _fmt(half), unit),
+        f"Chiều rộng {thing} là:",
+        _calc(f"({_fmt(half)} - {difference}) : 2", _fmt(width), unit),
+        f"Chiều dài {thing} là:",
+        _calc(f"{width} + {difference}", _fmt(length), unit),
+        f"Diện tích {thing} là:",
+        _calc(f"{length} × {width}", _fmt(area), f"{unit}²"),
     )
     return Draft(question, steps, f"{_fmt(area)} {unit}²")
 
@@ -1243,8 +1485,15 @@ def triangle_area(rng: random.Random) -> Draft:
     return Draft(question, steps, f"{_fmt(area)} {unit}²")
 
 
-_ROUND_THINGS = (("bồn hoa", "m"), ("mặt bàn", "dm"), ("sân khấu", "m"), ("tấm bìa", "cm"), ("miệng giếng", "dm"),
-                 ("chiếc gương", "dm"), ("chiếc đĩa", "cm"))
+_ROUND_THINGS = (
+    ("bồn hoa", "m"),
+    ("mặt bàn", "dm"),
+    ("sân khấu", "m"),
+    ("tấm bìa", "cm"),
+    ("miệng giếng", "dm"),
+    ("chiếc gương", "dm"),
+    ("chiếc đĩa", "cm"),
+)
 
 
 @_template("geometry", GRADE_5)
@@ -1287,8 +1536,10 @@ def circle_circumference(rng: random.Random) -> Draft:
         f"thì xe đi được bao nhiêu mét?"
     )
     steps = (
-        "Chu vi bánh xe là:", _calc(f"{_fmt(diameter)} × 3,14", _fmt(length), "m"),
-        "Quãng đường xe đi được là:", _calc(f"{_fmt(length)} × {_fmt(turns)}", _fmt(length * turns), "m"),
+        "Chu vi bánh xe là:",
+        _calc(f"{_fmt(diameter)} × 3,14", _fmt(length), "m"),
+        "Quãng đường xe đi được là:",
+        _calc(f"{_fmt(length)} × {_fmt(turns)}", _fmt(length * turns), "m"),
     )
     return Draft(question, steps, f"{_fmt(length * turns)} m")
 
@@ -1305,7 +1556,8 @@ def tank_volume_in_litres(rng: random.Random) -> Draft:
         f"Hỏi {thing} đó chứa được bao nhiêu lít nước khi đầy?"
     )
     steps = (
-        f"Thể tích {thing} là:", _calc(f"{_fmt(a)} × {_fmt(b)} × {_fmt(c)}", _fmt(volume), "m³"),
+        f"Thể tích {thing} là:",
+        _calc(f"{_fmt(a)} × {_fmt(b)} × {_fmt(c)}", _fmt(volume), "m³"),
         f"Đổi: {_fmt(volume)} m³ = {_fmt(litres)} dm³ = {_fmt(litres)} lít",
     )
     return Draft(question, steps, f"{_fmt(litres)} lít")
@@ -1320,15 +1572,22 @@ def cube_measures(rng: random.Random) -> Draft:
     kind = rng.randrange(3)
     face = edge * edge
     if kind == 0:
-        asked, steps = "thể tích", (f"Thể tích {thing} là:",
-                                    _calc(f"{_fmt(edge)} × {_fmt(edge)} × {_fmt(edge)}", _fmt(face * edge), f"{unit}³"))
+        asked, steps = (
+            "thể tích",
+            (
+                f"Thể tích {thing} là:",
+                _calc(f"{_fmt(edge)} × {_fmt(edge)} × {_fmt(edge)}", _fmt(face * edge), f"{unit}³"),
+            ),
+        )
         result, area_unit = face * edge, f"{unit}³"
     else:
         faces = 6 if kind == 1 else 4
         asked = "diện tích toàn phần" if kind == 1 else "diện tích xung quanh"
         steps = (
-            "Diện tích một mặt là:", _calc(f"{_fmt(edge)} × {_fmt(edge)}", _fmt(face), f"{unit}²"),
-            f"{_cap(asked)} {thing} là:", _calc(f"{_fmt(face)} × {faces}", _fmt(face * faces), f"{unit}²"),
+            "Diện tích một mặt là:",
+            _calc(f"{_fmt(edge)} × {_fmt(edge)}", _fmt(face), f"{unit}²"),
+            f"{_cap(asked)} {thing} là:",
+            _calc(f"{_fmt(face)} × {faces}", _fmt(face * faces), f"{unit}²"),
         )
         result, area_unit = face * faces, f"{unit}²"
     question = f"Một {thing} hình lập phương có cạnh {_fmt(edge)} {unit}. Tính {asked} {thing} đó."
@@ -1354,8 +1613,10 @@ def trapezoid_harvest(rng: random.Random) -> Draft:
         f"Hỏi trên cả thửa ruộng đó thu hoạch được bao nhiêu ki-lô-gam {crop}?"
     )
     steps = (
-        "Diện tích thửa ruộng là:", _calc(f"({big} + {small}) × {height} : 2", _fmt(area), "m²"),
-        f"Số {crop} thu hoạch được là:", _calc(f"{_fmt(area)} : 100 × {per_100}", _fmt(harvest), "kg"),
+        "Diện tích thửa ruộng là:",
+        _calc(f"({big} + {small}) × {height} : 2", _fmt(area), "m²"),
+        f"Số {crop} thu hoạch được là:",
+        _calc(f"{_fmt(area)} : 100 × {per_100}", _fmt(harvest), "kg"),
     )
     return Draft(question, steps, f"{_fmt(harvest)} kg")
 
@@ -1368,8 +1629,12 @@ def quadrilateral_area(rng: random.Random) -> Draft:
     if form == 0:
         side = rng.randint(3, 60)
         question = f"Một hình vuông có chu vi {4 * side} {unit}. Tính diện tích hình vuông đó."
-        steps = ("Độ dài cạnh hình vuông là:", _calc(f"{4 * side} : 4", _fmt(side), unit),
-                 "Diện tích hình vuông là:", _calc(f"{side} × {side}", _fmt(side * side), f"{unit}²"))
+        steps = (
+            "Độ dài cạnh hình vuông là:",
+            _calc(f"{4 * side} : 4", _fmt(side), unit),
+            "Diện tích hình vuông là:",
+            _calc(f"{side} × {side}", _fmt(side * side), f"{unit}²"),
+        )
         result = Fraction(side * side)
     elif form == 1:
         d1, d2 = rng.randint(4, 60), rng.randint(4, 60)
@@ -1389,8 +1654,13 @@ def quadrilateral_area(rng: random.Random) -> Draft:
 
 # =========================================================================== motion
 
-_VEHICLES = (("ô tô", 35, 70), ("xe máy", 25, 45), ("người đi xe đạp", 10, 18), ("tàu hoả", 40, 80),
-             ("xe khách", 40, 65))
+_VEHICLES = (
+    ("ô tô", 35, 70),
+    ("xe máy", 25, 45),
+    ("người đi xe đạp", 10, 18),
+    ("tàu hoả", 40, 80),
+    ("xe khách", 40, 65),
+)
 
 
 def _clock(hours: int, minutes: int) -> str:
@@ -1413,7 +1683,8 @@ def speed_from_distance_time(rng: random.Random) -> Draft:
     )
     steps = (
         f"Đổi: {_clock(hours, minutes)} = {_fmt(time)} giờ",
-        f"Vận tốc của {vehicle} là:", _calc(f"{_fmt(distance)} : {_fmt(time)}", _fmt(speed), "km/giờ"),
+        f"Vận tốc của {vehicle} là:",
+        _calc(f"{_fmt(distance)} : {_fmt(time)}", _fmt(speed), "km/giờ"),
     )
     return Draft(question, steps, f"{_fmt(speed)} km/giờ")
 
@@ -1465,8 +1736,10 @@ def meeting_time(rng: random.Random) -> Draft:
         f"và một {second} đi từ B về A với vận tốc {v2} km/giờ. Hỏi sau bao lâu hai xe gặp nhau?"
     )
     steps = (
-        "Sau mỗi giờ, cả hai xe đi được:", _calc(f"{v1} + {v2}", _fmt(v1 + v2), "km"),
-        "Thời gian để hai xe gặp nhau là:", _calc(f"{_fmt(distance)} : {v1 + v2}", _fmt(time), "giờ"),
+        "Sau mỗi giờ, cả hai xe đi được:",
+        _calc(f"{v1} + {v2}", _fmt(v1 + v2), "km"),
+        "Thời gian để hai xe gặp nhau là:",
+        _calc(f"{_fmt(distance)} : {v1 + v2}", _fmt(time), "giờ"),
     )
     return Draft(question, steps, f"{_fmt(time)} giờ")
 
@@ -1480,7 +1753,9 @@ _DELAYS = (Fraction(1, 2), Fraction(3, 4), 1, Fraction(5, 4), Fraction(3, 2), 2,
 def catching_up(rng: random.Random) -> Draft:
     """Same direction: head start distance : difference of speeds."""
     (slow_who, slow_name, slow_low, slow_high), (fast_who, fast_name, fast_low, fast_high) = (
-        rng.choice(_CHASED), rng.choice(_CHASERS))
+        rng.choice(_CHASED),
+        rng.choice(_CHASERS),
+    )
     while True:
         slow, fast = rng.randint(slow_low, slow_high), rng.randint(fast_low, fast_high)
         delay = rng.choice(_DELAYS)
@@ -1494,8 +1769,10 @@ def catching_up(rng: random.Random) -> Draft:
         f"{fast_name} đuổi kịp {slow_name}?"
     )
     steps = (
-        f"Khi {fast_name} bắt đầu đi, {slow_name} đã đi được:", _calc(f"{slow} × {_fmt(delay)}", _fmt(head), "km"),
-        f"Mỗi giờ {fast_name} đi nhanh hơn {slow_name}:", _calc(f"{fast} - {slow}", _fmt(fast - slow), "km"),
+        f"Khi {fast_name} bắt đầu đi, {slow_name} đã đi được:",
+        _calc(f"{slow} × {_fmt(delay)}", _fmt(head), "km"),
+        f"Mỗi giờ {fast_name} đi nhanh hơn {slow_name}:",
+        _calc(f"{fast} - {slow}", _fmt(fast - slow), "km"),
         f"Thời gian để {fast_name} đuổi kịp {slow_name} là:",
         _calc(f"{_fmt(head)} : {fast - slow}", _fmt(time), "giờ"),
     )
@@ -1520,8 +1797,10 @@ def boat_on_river(rng: random.Random) -> Draft:
         f"là {still} km/giờ và vận tốc dòng nước là {current} km/giờ. Hỏi {boat} đi hết quãng sông đó trong bao lâu?"
     )
     steps = (
-        f"Vận tốc {boat} khi {word} dòng là:", _calc(f"{still} {op} {current}", _fmt(speed), "km/giờ"),
-        f"Thời gian {boat} đi hết quãng sông là:", _calc(f"{_fmt(distance)} : {speed}", _fmt(time), "giờ"),
+        f"Vận tốc {boat} khi {word} dòng là:",
+        _calc(f"{still} {op} {current}", _fmt(speed), "km/giờ"),
+        f"Thời gian {boat} đi hết quãng sông là:",
+        _calc(f"{_fmt(distance)} : {speed}", _fmt(time), "giờ"),
     )
     return Draft(question, steps, f"{_fmt(time)} giờ")
 
@@ -1566,8 +1845,24 @@ def ages_sum_difference(rng: random.Random) -> Draft:
     return Draft(question, steps, f"{young if ask_young else old} tuổi")
 
 
-_AGE_RATIOS = tuple(Fraction(a, b) for a, b in ((1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8), (1, 9), (2, 7),
-                                                (2, 9), (3, 10), (2, 11), (3, 11), (1, 10)))
+_AGE_RATIOS = tuple(
+    Fraction(a, b)
+    for a, b in (
+        (1, 3),
+        (1, 4),
+        (1, 5),
+        (1, 6),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (2, 7),
+        (2, 9),
+        (3, 10),
+        (2, 11),
+        (3, 11),
+        (1, 10),
+    )
+)
 
 
 @_template("ages", GRADE_5)
@@ -1590,7 +1885,8 @@ def ages_difference_ratio(rng: random.Random) -> Draft:
         f"Tính tuổi của {asked} hiện nay."
     )
     steps = (
-        "Hiệu số phần bằng nhau là:", _calc(f"{b} - {a}", _fmt(b - a), "phần"),
+        "Hiệu số phần bằng nhau là:",
+        _calc(f"{b} - {a}", _fmt(b - a), "phần"),
         f"Tuổi của {asked} hiện nay là:",
         _calc(f"{gap} : {b - a} × {a if ask_young else b}", _fmt(young if ask_young else old), "tuổi"),
     )
@@ -1618,11 +1914,14 @@ def years_until_multiple(rng: random.Random) -> Draft:
         f"Hỏi sau bao nhiêu năm nữa thì tuổi {elder} gấp {k} lần tuổi {name}?"
     )
     steps = (
-        f"{_cap(elder)} hơn {name} số tuổi là:", _calc(f"{old} - {young}", _fmt(gap), "tuổi"),
+        f"{_cap(elder)} hơn {name} số tuổi là:",
+        _calc(f"{old} - {young}", _fmt(gap), "tuổi"),
         f"Khi tuổi {elder} gấp {k} lần tuổi {name} thì hiệu số phần bằng nhau là:",
         _calc(f"{k} - 1", _fmt(k - 1), "phần"),
-        f"Tuổi của {name} lúc đó là:", _calc(f"{gap} : {k - 1}", _fmt(young_then), "tuổi"),
-        "Số năm cần tìm là:", _calc(f"{young_then} - {young}", _fmt(years), "năm"),
+        f"Tuổi của {name} lúc đó là:",
+        _calc(f"{gap} : {k - 1}", _fmt(young_then), "tuổi"),
+        "Số năm cần tìm là:",
+        _calc(f"{young_then} - {young}", _fmt(years), "năm"),
     )
     return Draft(question, steps, f"{years} năm")
 
@@ -1644,9 +1943,12 @@ def ages_from_future_sum(rng: random.Random) -> Draft:
         f"là {total_then} tuổi. Tính tuổi của {name} hiện nay."
     )
     steps = (
-        f"Tổng số tuổi của hai {pair} hiện nay là:", _calc(f"{total_then} - {years} × 2", _fmt(now_total), "tuổi"),
-        "Tổng số phần bằng nhau là:", _calc(f"{k} + 1", _fmt(k + 1), "phần"),
-        f"Tuổi của {name} hiện nay là:", _calc(f"{now_total} : {k + 1}", _fmt(young), "tuổi"),
+        f"Tổng số tuổi của hai {pair} hiện nay là:",
+        _calc(f"{total_then} - {years} × 2", _fmt(now_total), "tuổi"),
+        "Tổng số phần bằng nhau là:",
+        _calc(f"{k} + 1", _fmt(k + 1), "phần"),
+        f"Tuổi của {name} hiện nay là:",
+        _calc(f"{now_total} : {k + 1}", _fmt(young), "tuổi"),
     )
     return Draft(question, steps, f"{young} tuổi")
 
@@ -1666,8 +1968,9 @@ def more_workers_fewer_days(rng: random.Random) -> Draft:
     others = rng.choice(options)
     result = work // others
     if rng.random() < 0.5:
-        verb, thing = rng.choice((("làm xong", "đoạn đường"), ("xây xong", "ngôi nhà"), ("đắp xong", "con đê"),
-                                  ("gặt xong", "cánh đồng")))
+        verb, thing = rng.choice(
+            (("làm xong", "đoạn đường"), ("xây xong", "ngôi nhà"), ("đắp xong", "con đê"), ("gặt xong", "cánh đồng"))
+        )
         question = (
             f"Một đội {people} công nhân {verb} một {thing} trong {days} ngày. Hỏi nếu đội có {others} công nhân "
             f"(năng suất mỗi người như nhau) thì {verb} {thing} đó trong bao nhiêu ngày?"
@@ -1684,7 +1987,8 @@ def more_workers_fewer_days(rng: random.Random) -> Draft:
             f"(mức ăn của mỗi người như nhau) thì số gạo đó đủ ăn trong bao nhiêu ngày?"
         )
         steps = (
-            "Số gạo đó đủ cho 1 người ăn trong số ngày là:", _calc(f"{days} × {people}", _fmt(work), "ngày"),
+            "Số gạo đó đủ cho 1 người ăn trong số ngày là:",
+            _calc(f"{days} × {people}", _fmt(work), "ngày"),
             f"Số gạo đó đủ cho {others} người ăn trong số ngày là:",
             _calc(f"{_fmt(work)} : {others}", _fmt(result), "ngày"),
         )
@@ -1692,14 +1996,34 @@ def more_workers_fewer_days(rng: random.Random) -> Draft:
 
 
 _PRODUCTIVITY = (
-    ("Một xưởng may trong {D} ngày may được {X} bộ quần áo. Hỏi với năng suất như vậy, trong {E} ngày xưởng may "
-     "được bao nhiêu bộ quần áo?", "bộ quần áo", "ngày", "xưởng may được"),
-    ("Một máy bơm trong {D} giờ bơm được {X} m³ nước. Hỏi với năng suất như vậy, trong {E} giờ máy bơm đó bơm "
-     "được bao nhiêu mét khối nước?", "m³", "giờ", "máy bơm được"),
-    ("Một máy in trong {D} phút in được {X} trang. Hỏi với năng suất như vậy, trong {E} phút máy đó in được "
-     "bao nhiêu trang?", "trang", "phút", "máy in được"),
-    ("Một tổ công nhân trong {D} ngày làm được {X} sản phẩm. Hỏi với năng suất như vậy, trong {E} ngày tổ làm "
-     "được bao nhiêu sản phẩm?", "sản phẩm", "ngày", "tổ làm được"),
+    (
+        "Một xưởng may trong {D} ngày may được {X} bộ quần áo. Hỏi với năng suất như vậy, trong {E} ngày xưởng may "
+        "được bao nhiêu bộ quần áo?",
+        "bộ quần áo",
+        "ngày",
+        "xưởng may được",
+    ),
+    (
+        "Một máy bơm trong {D} giờ bơm được {X} m³ nước. Hỏi với năng suất như vậy, trong {E} giờ máy bơm đó bơm "
+        "được bao nhiêu mét khối nước?",
+        "m³",
+        "giờ",
+        "máy bơm được",
+    ),
+    (
+        "Một máy in trong {D} phút in được {X} trang. Hỏi với năng suất như vậy, trong {E} phút máy đó in được "
+        "bao nhiêu trang?",
+        "trang",
+        "phút",
+        "máy in được",
+    ),
+    (
+        "Một tổ công nhân trong {D} ngày làm được {X} sản phẩm. Hỏi với năng suất như vậy, trong {E} ngày tổ làm "
+        "được bao nhiêu sản phẩm?",
+        "sản phẩm",
+        "ngày",
+        "tổ làm được",
+    ),
 )
 
 
@@ -1712,25 +2036,42 @@ def same_rate_longer_time(rng: random.Random) -> Draft:
     done = per * d
     question = text.format(D=d, X=_fmt(done), E=e)
     steps = (
-        f"Trong 1 {period} {verb}:", _calc(f"{_fmt(done)} : {d}", _fmt(per), unit),
-        f"Trong {e} {period} {verb}:", _calc(f"{per} × {e}", _fmt(per * e), unit),
+        f"Trong 1 {period} {verb}:",
+        _calc(f"{_fmt(done)} : {d}", _fmt(per), unit),
+        f"Trong {e} {period} {verb}:",
+        _calc(f"{per} × {e}", _fmt(per * e), unit),
     )
     return Draft(question, steps, f"{_fmt(per * e)} {unit}")
 
 
 # Pairs (a, b) of solo times whose joint time a × b : (a + b) is a short decimal.
-_JOINT_PAIRS = tuple(
-    (a, b) for a in range(2, 16) for b in range(a + 1, 25)
-    if _places(Fraction(a * b, a + b)) <= 2
-)
+_JOINT_PAIRS = tuple((a, b) for a in range(2, 16) for b in range(a + 1, 25) if _places(Fraction(a * b, a + b)) <= 2)
 
 # (first worker, second worker, job, the whole, time unit, both, acting together, done, verb)
 _JOINT_JOBS = (
     ("vòi thứ nhất", "vòi thứ hai", "chảy đầy bể", "bể", "giờ", "cả hai vòi", "cùng chảy", "bể đầy", "chảy được"),
-    ("anh {male}", "chị {female}", "làm một mình xong công việc", "công việc", "giờ", "hai người", "cùng làm",
-     "xong công việc", "làm được"),
-    ("máy cày thứ nhất", "máy cày thứ hai", "cày xong cánh đồng", "cánh đồng", "ngày", "cả hai máy", "cùng cày",
-     "cày xong cánh đồng", "cày được"),
+    (
+        "anh {male}",
+        "chị {female}",
+        "làm một mình xong công việc",
+        "công việc",
+        "giờ",
+        "hai người",
+        "cùng làm",
+        "xong công việc",
+        "làm được",
+    ),
+    (
+        "máy cày thứ nhất",
+        "máy cày thứ hai",
+        "cày xong cánh đồng",
+        "cánh đồng",
+        "ngày",
+        "cả hai máy",
+        "cùng cày",
+        "cày xong cánh đồng",
+        "cày được",
+    ),
 )
 
 
@@ -1755,11 +2096,14 @@ def working_together(rng: random.Random) -> Draft:
         f"Hỏi nếu {both} {act} thì sau bao lâu {done}?"
     )
     steps = (
-        f"Trong 1 {period}, {first} {verb}:", _calc(f"1 : {a}", f"1/{a}", whole),
-        f"Trong 1 {period}, {second} {verb}:", _calc(f"1 : {b}", f"1/{b}", whole),
+        f"Trong 1 {period}, {first} {verb}:",
+        _calc(f"1 : {a}", f"1/{a}", whole),
+        f"Trong 1 {period}, {second} {verb}:",
+        _calc(f"1 : {b}", f"1/{b}", whole),
         f"Trong 1 {period}, {both} {verb}:",
         f"{_fraction_chain(Fraction(1, a), Fraction(1, b), '+')} ({whole})",
-        "Thời gian cần tìm là:", _calc(f"1 : {_frac(rate)}", _fmt(time), period),
+        "Thời gian cần tìm là:",
+        _calc(f"1 : {_frac(rate)}", _fmt(time), period),
     )
     return Draft(question, steps, f"{_fmt(time)} {period}")
 
@@ -1775,11 +2119,14 @@ def one_of_two_workers(rng: random.Random) -> Draft:
         f"Hỏi riêng {second} {job} trong bao lâu?"
     )
     steps = (
-        f"Trong 1 {period}, {both} {verb}:", _calc(f"1 : {_fmt(joint)}", _frac(joint_rate), whole),
-        f"Trong 1 {period}, {first} {verb}:", _calc(f"1 : {a}", f"1/{a}", whole),
+        f"Trong 1 {period}, {both} {verb}:",
+        _calc(f"1 : {_fmt(joint)}", _frac(joint_rate), whole),
+        f"Trong 1 {period}, {first} {verb}:",
+        _calc(f"1 : {a}", f"1/{a}", whole),
         f"Trong 1 {period}, {second} {verb}:",
         f"{_fraction_chain(joint_rate, Fraction(1, a), '-')} ({whole})",
-        "Thời gian cần tìm là:", _calc(f"1 : 1/{b}", _fmt(b), period),
+        "Thời gian cần tìm là:",
+        _calc(f"1 : 1/{b}", _fmt(b), period),
     )
     return Draft(question, steps, f"{_fmt(b)} {period}")
 
@@ -1806,8 +2153,10 @@ def reinforcements(rng: random.Random) -> Draft:
         _calc(f"{planned} - {done_days}", _fmt(remaining), "ngày"),
         "Muốn làm xong phần việc còn lại trong 1 ngày thì cần số người là:",
         _calc(f"{people} × {remaining}", _fmt(work), "người"),
-        "Số người của đội sau khi bổ sung là:", _calc(f"{people} + {extra}", _fmt(team), "người"),
-        "Thời gian làm xong phần việc còn lại là:", _calc(f"{_fmt(work)} : {team}", _fmt(actual), "ngày"),
+        "Số người của đội sau khi bổ sung là:",
+        _calc(f"{people} + {extra}", _fmt(team), "người"),
+        "Thời gian làm xong phần việc còn lại là:",
+        _calc(f"{_fmt(work)} : {team}", _fmt(actual), "ngày"),
         "Đội hoàn thành sớm hơn dự định số ngày là:",
         _calc(f"{remaining} - {actual}", _fmt(remaining - actual), "ngày"),
     )
@@ -1817,8 +2166,12 @@ def reinforcements(rng: random.Random) -> Draft:
 # =========================================================================== money
 
 _BY_WEIGHT = (("gạo", 16, 30), ("đường", 20, 28), ("táo", 35, 70), ("cam", 25, 50), ("cá", 60, 110))
-_BY_PIECE = (("quả trứng", "quả", 3000, 5000, 500), ("quyển vở", "quyển", 6000, 15000, 1000),
-             ("chiếc bút bi", "chiếc", 3000, 8000, 500), ("hộp sữa", "hộp", 6000, 12000, 500))
+_BY_PIECE = (
+    ("quả trứng", "quả", 3000, 5000, 500),
+    ("quyển vở", "quyển", 6000, 15000, 1000),
+    ("chiếc bút bi", "chiếc", 3000, 8000, 500),
+    ("hộp sữa", "hộp", 6000, 12000, 500),
+)
 
 
 @_template("money", GRADE_5)
@@ -1847,17 +2200,26 @@ def shopping_change(rng: random.Random) -> Draft:
         f"{_fmt(note)} đồng. Hỏi người bán hàng phải trả lại {buyer_object} bao nhiêu tiền?"
     )
     steps = (
-        f"Số tiền mua {good} là:", _calc(f"{_fmt(price)} × {_fmt(kg)}", _fmt(cost1), "đồng"),
-        f"Số tiền mua {item} là:", _calc(f"{_fmt(piece_price)} × {count}", _fmt(cost2), "đồng"),
-        f"{buyer_subject} phải trả tất cả là:", _calc(f"{_fmt(cost1)} + {_fmt(cost2)}", _fmt(total), "đồng"),
-        f"Người bán hàng phải trả lại {buyer_object} là:", _calc(f"{_fmt(note)} - {_fmt(total)}", _fmt(change), "đồng"),
+        f"Số tiền mua {good} là:",
+        _calc(f"{_fmt(price)} × {_fmt(kg)}", _fmt(cost1), "đồng"),
+        f"Số tiền mua {item} là:",
+        _calc(f"{_fmt(piece_price)} × {count}", _fmt(cost2), "đồng"),
+        f"{buyer_subject} phải trả tất cả là:",
+        _calc(f"{_fmt(cost1)} + {_fmt(cost2)}", _fmt(total), "đồng"),
+        f"Người bán hàng phải trả lại {buyer_object} là:",
+        _calc(f"{_fmt(note)} - {_fmt(total)}", _fmt(change), "đồng"),
     )
     return Draft(question, steps, f"{_fmt(change)} đồng")
 
 
-_PRICED_ITEMS = (("chiếc xe đạp", 1_200, 4_000, 50), ("chiếc quạt điện", 300, 900, 10),
-                 ("chiếc cặp sách", 150, 450, 5), ("đôi giày", 200, 800, 10), ("chiếc nồi cơm điện", 500, 1_500, 50),
-                 ("bộ đồ chơi", 120, 600, 10))
+_PRICED_ITEMS = (
+    ("chiếc xe đạp", 1_200, 4_000, 50),
+    ("chiếc quạt điện", 300, 900, 10),
+    ("chiếc cặp sách", 150, 450, 5),
+    ("đôi giày", 200, 800, 10),
+    ("chiếc nồi cơm điện", 500, 1_500, 50),
+    ("bộ đồ chơi", 120, 600, 10),
+)
 
 
 @_template("money", GRADE_5)
@@ -1873,8 +2235,10 @@ def discounted_price(rng: random.Random) -> Draft:
         f"Hỏi sau khi giảm giá, {item} đó còn bao nhiêu tiền?"
     )
     steps = (
-        "Số tiền được giảm là:", _calc(f"{_fmt(price)} × {p} : 100", _fmt(discount), "đồng"),
-        f"Giá của {item} sau khi giảm là:", _calc(f"{_fmt(price)} - {_fmt(discount)}", _fmt(price - discount), "đồng"),
+        "Số tiền được giảm là:",
+        _calc(f"{_fmt(price)} × {p} : 100", _fmt(discount), "đồng"),
+        f"Giá của {item} sau khi giảm là:",
+        _calc(f"{_fmt(price)} - {_fmt(discount)}", _fmt(price - discount), "đồng"),
     )
     return Draft(question, steps, f"{_fmt(price - discount)} đồng")
 
@@ -1884,8 +2248,18 @@ def savings_interest(rng: random.Random) -> Draft:
     """One month of interest at r% a month (and the total with the deposit)."""
     name = rng.choice(NAMES)
     deposit = 1_000_000 * rng.randint(5, 200)
-    rate = rng.choice((Fraction(4, 10), Fraction(45, 100), Fraction(5, 10), Fraction(55, 100), Fraction(6, 10),
-                       Fraction(65, 100), Fraction(7, 10), Fraction(8, 10)))
+    rate = rng.choice(
+        (
+            Fraction(4, 10),
+            Fraction(45, 100),
+            Fraction(5, 10),
+            Fraction(55, 100),
+            Fraction(6, 10),
+            Fraction(65, 100),
+            Fraction(7, 10),
+            Fraction(8, 10),
+        )
+    )
     interest = deposit * rate / 100
     with_deposit = rng.random() < 0.5
     ask = "cả tiền gửi và tiền lãi là bao nhiêu" if with_deposit else "được bao nhiêu tiền lãi"
@@ -1893,8 +2267,10 @@ def savings_interest(rng: random.Random) -> Draft:
         f"Bác {name} gửi tiết kiệm {_fmt(deposit)} đồng với lãi suất {_pct(rate)} một tháng. "
         f"Hỏi sau một tháng, bác {name} nhận {ask}?"
     )
-    steps: tuple[str, ...] = ("Số tiền lãi sau một tháng là:",
-                              _calc(f"{_fmt(deposit)} × {_fmt(rate)} : 100", _fmt(interest), "đồng"))
+    steps: tuple[str, ...] = (
+        "Số tiền lãi sau một tháng là:",
+        _calc(f"{_fmt(deposit)} × {_fmt(rate)} : 100", _fmt(interest), "đồng"),
+    )
     result = interest
     if with_deposit:
         result = deposit + interest
@@ -1914,14 +2290,15 @@ def cost_from_profit(rng: random.Random) -> Draft:
         f"Hỏi giá vốn của {item} đó là bao nhiêu tiền?"
     )
     steps = (
-        "Giá bán so với giá vốn chiếm:", _calc(f"100% + {_pct(p)}", _pct(100 + p)),
-        f"Giá vốn của {item} đó là:", _calc(f"{_fmt(price)} : {100 + p} × 100", _fmt(cost), "đồng"),
+        "Giá bán so với giá vốn chiếm:",
+        _calc(f"100% + {_pct(p)}", _pct(100 + p)),
+        f"Giá vốn của {item} đó là:",
+        _calc(f"{_fmt(price)} : {100 + p} × 100", _fmt(cost), "đồng"),
     )
     return Draft(question, steps, f"{_fmt(cost)} đồng")
 
 
-_UNIT_PRICES = (("quyển vở", 6, 15), ("mét vải", 40, 120), ("kg gạo", 16, 30), ("hộp bút", 20, 60),
-                ("cái bánh", 5, 25))
+_UNIT_PRICES = (("quyển vở", 6, 15), ("mét vải", 40, 120), ("kg gạo", 16, 30), ("hộp bút", 20, 60), ("cái bánh", 5, 25))
 
 
 @_template("money", GRADE_6)
@@ -1934,8 +2311,10 @@ def same_price_more_items(rng: random.Random) -> Draft:
         f"Mua {bought} {item} hết {_fmt(price * bought)} đồng. Hỏi mua {asked} {item} như thế hết bao nhiêu tiền?"
     )
     steps = (
-        f"Giá tiền của 1 {item} là:", _calc(f"{_fmt(price * bought)} : {bought}", _fmt(price), "đồng"),
-        f"Mua {asked} {item} hết số tiền là:", _calc(f"{_fmt(price)} × {asked}", _fmt(price * asked), "đồng"),
+        f"Giá tiền của 1 {item} là:",
+        _calc(f"{_fmt(price * bought)} : {bought}", _fmt(price), "đồng"),
+        f"Mua {asked} {item} hết số tiền là:",
+        _calc(f"{_fmt(price)} × {asked}", _fmt(price * asked), "đồng"),
     )
     return Draft(question, steps, f"{_fmt(price * asked)} đồng")
 
@@ -1967,16 +2346,30 @@ def _gcd_lcm_line(kind: str, numbers: Sequence[int], factors: dict[int, int], va
 
 
 _GCD_STORIES = (
-    ("Cô giáo có {A} quyển vở và {B} chiếc bút chì. Cô muốn chia đều số vở và số bút vào các phần quà sao cho "
-     "mỗi phần quà đều có số vở như nhau và số bút như nhau. Hỏi cô có thể chia được nhiều nhất bao nhiêu phần quà?",
-     "phần quà", "Số phần quà nhiều nhất là ƯCLN({A}, {B})."),
-    ("Một đội y tế có {A} bác sĩ và {B} y tá. Có thể chia đội thành nhiều nhất bao nhiêu tổ để số bác sĩ và "
-     "số y tá được chia đều vào các tổ?", "tổ", "Số tổ nhiều nhất là ƯCLN({A}, {B})."),
-    ("{name} có hai sợi dây dài {A} cm và {B} cm. {name} muốn cắt cả hai sợi thành các đoạn dài bằng nhau mà "
-     "không thừa đoạn nào. Hỏi mỗi đoạn dài nhất là bao nhiêu xăng-ti-mét?", "cm",
-     "Độ dài lớn nhất của mỗi đoạn là ƯCLN({A}, {B})."),
-    ("Người ta muốn chia {A} quả cam và {B} quả quýt vào các đĩa sao cho số cam ở các đĩa như nhau và số quýt ở "
-     "các đĩa cũng như nhau. Hỏi chia được nhiều nhất bao nhiêu đĩa?", "đĩa", "Số đĩa nhiều nhất là ƯCLN({A}, {B})."),
+    (
+        "Cô giáo có {A} quyển vở và {B} chiếc bút chì. Cô muốn chia đều số vở và số bút vào các phần quà sao cho "
+        "mỗi phần quà đều có số vở như nhau và số bút như nhau. Hỏi cô có thể chia được nhiều nhất bao nhiêu phần quà?",
+        "phần quà",
+        "Số phần quà nhiều nhất là ƯCLN({A}, {B}).",
+    ),
+    (
+        "Một đội y tế có {A} bác sĩ và {B} y tá. Có thể chia đội thành nhiều nhất bao nhiêu tổ để số bác sĩ và "
+        "số y tá được chia đều vào các tổ?",
+        "tổ",
+        "Số tổ nhiều nhất là ƯCLN({A}, {B}).",
+    ),
+    (
+        "{name} có hai sợi dây dài {A} cm và {B} cm. {name} muốn cắt cả hai sợi thành các đoạn dài bằng nhau mà "
+        "không thừa đoạn nào. Hỏi mỗi đoạn dài nhất là bao nhiêu xăng-ti-mét?",
+        "cm",
+        "Độ dài lớn nhất của mỗi đoạn là ƯCLN({A}, {B}).",
+    ),
+    (
+        "Người ta muốn chia {A} quả cam và {B} quả quýt vào các đĩa sao cho số cam ở các đĩa như nhau và số quýt ở "
+        "các đĩa cũng như nhau. Hỏi chia được nhiều nhất bao nhiêu đĩa?",
+        "đĩa",
+        "Số đĩa nhiều nhất là ƯCLN({A}, {B}).",
+    ),
 )
 
 
@@ -1991,24 +2384,45 @@ def greatest_common_divisor(rng: random.Random) -> Draft:
             break
     a, b = g * x, g * y
     question = text.format(A=a, B=b, name=rng.choice(NAMES))
-    steps = (reason.format(A=a, B=b), *_factor_lines((a, b)),
-             _gcd_lcm_line("ƯCLN", (a, b), _gcd_factors((a, b)), g, unit))
+    steps = (
+        reason.format(A=a, B=b),
+        *_factor_lines((a, b)),
+        _gcd_lcm_line("ƯCLN", (a, b), _gcd_factors((a, b)), g, unit),
+    )
     return Draft(question, steps, f"{g} {unit}")
 
 
 _LCM_STORIES = (
-    (3, "Ba bạn {n1}, {n2} và {n3} cùng trực nhật lớp. {n1} cứ {a} ngày trực một lần, {n2} cứ {b} ngày trực một "
+    (
+        3,
+        "Ba bạn {n1}, {n2} và {n3} cùng trực nhật lớp. {n1} cứ {a} ngày trực một lần, {n2} cứ {b} ngày trực một "
         "lần, {n3} cứ {c} ngày trực một lần. Hôm nay cả ba bạn cùng trực. Hỏi sau ít nhất bao nhiêu ngày nữa thì "
-        "ba bạn lại cùng trực nhật?", "ngày", "Số ngày cần tìm là BCNN({nums})."),
-    (2, "Hai xe buýt cùng rời bến vào một thời điểm. Cứ {a} phút lại có một xe buýt tuyến thứ nhất rời bến, cứ {b} "
+        "ba bạn lại cùng trực nhật?",
+        "ngày",
+        "Số ngày cần tìm là BCNN({nums}).",
+    ),
+    (
+        2,
+        "Hai xe buýt cùng rời bến vào một thời điểm. Cứ {a} phút lại có một xe buýt tuyến thứ nhất rời bến, cứ {b} "
         "phút lại có một xe buýt tuyến thứ hai rời bến. Hỏi sau ít nhất bao nhiêu phút nữa thì hai xe buýt lại cùng "
-        "rời bến?", "phút", "Số phút cần tìm là BCNN({nums})."),
-    (2, "Hai bóng đèn cùng sáng vào một thời điểm. Đèn xanh cứ {a} giây sáng một lần, đèn đỏ cứ {b} giây sáng một "
-        "lần. Hỏi sau ít nhất bao nhiêu giây nữa thì hai đèn lại cùng sáng?", "giây",
-        "Số giây cần tìm là BCNN({nums})."),
-    (3, "Ba con tàu cùng rời cảng vào một ngày. Tàu thứ nhất cứ {a} ngày cập cảng một lần, tàu thứ hai cứ {b} ngày, "
-        "tàu thứ ba cứ {c} ngày. Hỏi sau ít nhất bao nhiêu ngày nữa thì ba tàu lại cùng cập cảng?", "ngày",
-        "Số ngày cần tìm là BCNN({nums})."),
+        "rời bến?",
+        "phút",
+        "Số phút cần tìm là BCNN({nums}).",
+    ),
+    (
+        2,
+        "Hai bóng đèn cùng sáng vào một thời điểm. Đèn xanh cứ {a} giây sáng một lần, đèn đỏ cứ {b} giây sáng một "
+        "lần. Hỏi sau ít nhất bao nhiêu giây nữa thì hai đèn lại cùng sáng?",
+        "giây",
+        "Số giây cần tìm là BCNN({nums}).",
+    ),
+    (
+        3,
+        "Ba con tàu cùng rời cảng vào một ngày. Tàu thứ nhất cứ {a} ngày cập cảng một lần, tàu thứ hai cứ {b} ngày, "
+        "tàu thứ ba cứ {c} ngày. Hỏi sau ít nhất bao nhiêu ngày nữa thì ba tàu lại cùng cập cảng?",
+        "ngày",
+        "Số ngày cần tìm là BCNN({nums}).",
+    ),
 )
 
 
@@ -2026,18 +2440,33 @@ def least_common_multiple(rng: random.Random) -> Draft:
     fields = dict(zip("abc", numbers))
     question = text.format(n1=n1, n2=n2, n3=n3, **fields)
     nums = ", ".join(map(str, numbers))
-    steps = (reason.format(nums=nums), *_factor_lines(numbers),
-             _gcd_lcm_line("BCNN", numbers, _lcm_factors(numbers), lcm, unit))
+    steps = (
+        reason.format(nums=nums),
+        *_factor_lines(numbers),
+        _gcd_lcm_line("BCNN", numbers, _lcm_factors(numbers), lcm, unit),
+    )
     return Draft(question, steps, f"{lcm} {unit}")
 
 
 _COMMON_MULTIPLE_STORIES = (
-    ("Số học sinh khối Sáu của một trường khi xếp {rows} đều vừa đủ, không thừa ai. Biết số học sinh "
-     "đó trong khoảng từ {lo} đến {hi} em. Tính số học sinh khối Sáu của trường.", "học sinh", "hàng {n}"),
-    ("Một số sách khi xếp thành từng bó {rows} đều vừa đủ bó. Biết số sách đó trong khoảng từ {lo} đến {hi} quyển. "
-     "Tính số sách.", "quyển", "{n} quyển"),
-    ("Một đội đồng diễn khi xếp {rows} đều vừa đủ. Biết số người của đội trong khoảng từ {lo} đến "
-     "{hi} người. Tính số người của đội đồng diễn.", "người", "hàng {n}"),
+    (
+        "Số học sinh khối Sáu của một trường khi xếp {rows} đều vừa đủ, không thừa ai. Biết số học sinh "
+        "đó trong khoảng từ {lo} đến {hi} em. Tính số học sinh khối Sáu của trường.",
+        "học sinh",
+        "hàng {n}",
+    ),
+    (
+        "Một số sách khi xếp thành từng bó {rows} đều vừa đủ bó. Biết số sách đó trong khoảng từ {lo} đến {hi} quyển. "
+        "Tính số sách.",
+        "quyển",
+        "{n} quyển",
+    ),
+    (
+        "Một đội đồng diễn khi xếp {rows} đều vừa đủ. Biết số người của đội trong khoảng từ {lo} đến "
+        "{hi} người. Tính số người của đội đồng diễn.",
+        "người",
+        "hàng {n}",
+    ),
 )
 
 
@@ -2075,8 +2504,12 @@ def common_multiple_in_range(rng: random.Random) -> Draft:
 # =========================================================================== integers
 
 _COLD_PLACES = ("Sa Pa", "Mẫu Sơn", "Đồng Văn", "Bắc Hà", "Mát-xcơ-va", "Cáp Nhĩ Tân")
-_TIMES_OF_DAY = (("lúc nửa đêm", "buổi sáng", True), ("buổi sáng", "buổi trưa", True),
-                 ("buổi trưa", "buổi tối", False), ("buổi chiều", "lúc nửa đêm", False))
+_TIMES_OF_DAY = (
+    ("lúc nửa đêm", "buổi sáng", True),
+    ("buổi sáng", "buổi trưa", True),
+    ("buổi trưa", "buổi tối", False),
+    ("buổi chiều", "lúc nửa đêm", False),
+)
 
 
 @_template("integers", GRADE_6)
@@ -2126,9 +2559,12 @@ def quiz_score(rng: random.Random) -> Draft:
         f"Bạn {name} trả lời đúng {right} câu và trả lời sai {wrong} câu. Hỏi {name} được bao nhiêu điểm?"
     )
     steps = (
-        "Số điểm của các câu trả lời đúng là:", _calc(f"{right} × {plus}", _fmt(gained), "điểm"),
-        "Số điểm của các câu trả lời sai là:", _calc(f"{wrong} × {_signed(-minus)}", _fmt(lost), "điểm"),
-        f"Số điểm của {name} là:", _calc(f"{gained} + {_signed(lost)}", _fmt(total), "điểm"),
+        "Số điểm của các câu trả lời đúng là:",
+        _calc(f"{right} × {plus}", _fmt(gained), "điểm"),
+        "Số điểm của các câu trả lời sai là:",
+        _calc(f"{wrong} × {_signed(-minus)}", _fmt(lost), "điểm"),
+        f"Số điểm của {name} là:",
+        _calc(f"{gained} + {_signed(lost)}", _fmt(total), "điểm"),
     )
     return Draft(question, steps, f"{_fmt(total)} điểm")
 

@@ -19,7 +19,7 @@ def hash_embedding(text: str, dim: int = EMBEDDING_DIM) -> list[float]:
     folded = " ".join(text.casefold().split())
     vector = [0.0] * dim
     for i in range(max(len(folded) - 2, 1)):
-        gram = folded[i:i + 3].encode("utf-8")
+        gram = folded[i : i + 3].encode("utf-8")
         h = zlib.crc32(gram)
         vector[h % dim] += 1.0 if (h >> 16) & 1 else -1.0
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0

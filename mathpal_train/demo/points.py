@@ -13,9 +13,9 @@ import unicodedata
 import uuid
 from typing import Any
 
+from mathpal_train.demo.corpus import Problem, generate_problems, to_content
 from mathpal_train.demo.embedding import hash_embedding
 from mathpal_train.notation import ANSWER_LABEL
-from mathpal_train.demo.corpus import Problem, generate_problems, to_content
 
 SOURCE = "mathpal-sample-corpus"
 CRAWLED_AT = "2025-06-01T00:00:00Z"
@@ -31,7 +31,7 @@ def entry_id_for(key: str) -> str:
 def chunk_text(text: str, size: int = CHUNK_SIZE, overlap: int = CHUNK_OVERLAP) -> list[str]:
     """Fixed-width windows that repeat ``overlap`` characters, as the pipeline's chunker does."""
     step = size - overlap
-    return [text[start:start + size] for start in range(0, max(len(text) - overlap, 1), step)]
+    return [text[start : start + size] for start in range(0, max(len(text) - overlap, 1), step)]
 
 
 def _messy(content: str, n: int) -> str:
@@ -60,10 +60,7 @@ def problem_points(problem: Problem, n: int, entry_id: str) -> list[dict[str, An
     }
     if n % 9 != 4 or len(content) <= CHUNK_SIZE:
         return [{**base, "content": content}]
-    return [
-        {**base, "content": piece, "chunk_id": f"{entry_id}_{i}"}
-        for i, piece in enumerate(chunk_text(content))
-    ]
+    return [{**base, "content": piece, "chunk_id": f"{entry_id}_{i}"} for i, piece in enumerate(chunk_text(content))]
 
 
 def sample_points(n_problems: int = 1200, seed: int = 5, duplicates_every: int = 50) -> list[dict[str, Any]]:
@@ -85,3 +82,23 @@ def point_id(payload: dict[str, Any]) -> str:
 def point_vector(payload: dict[str, Any]) -> list[float]:
     """The point's embedding, computed from its own content as the pipeline embeds each chunk."""
     return hash_embedding(payload["content"])
+
+
+def seed_collection(qdrant_path, qdrant_url: str | None, collection: str, problems: int = 1200, seed: int = 5) -> str:
+    """(Re)create ``collection`` with the sample corpus's points and vectors; returns what was done, in one line.
+
+    A Qdrant that cannot be opened raises ``dataprep.qdrant_source.SourceError`` (one line).
+    """
+    from dataprep.qdrant_source import describe_source, open_client, recreate_collection, upsert_payloads
+
+    points = sample_points(problems, seed)
+    client = open_client(qdrant_path, qdrant_url)
+    try:
+        vectors = [point_vector(p) for p in points]
+        recreate_collection(client, collection, len(vectors[0]))
+        upsert_payloads(client, collection, [point_id(p) for p in points], points, vectors)
+    finally:
+        client.close()
+    entries = len({p["entry_id"] for p in points})
+    where = describe_source(qdrant_path, qdrant_url)
+    return f"Seeded {len(points)} points ({entries} entries) into '{collection}' at {where}"

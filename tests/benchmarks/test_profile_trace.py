@@ -26,17 +26,20 @@ def trace(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("name, family", [
-    ("void kDequantizeBlockwise<__nv_bfloat16, 512>", "4-bit dequantize"),
-    ("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NTT", "matmul"),
-    ("pytorch_flash::flash_bwd_dq_dk_dv_loop_kernel", "attention"),
-    ("void at::native::(anonymous namespace)::cunn_SoftMaxBackward<4, float>", "softmax / cross-entropy"),
-    ("void at::native::reduce_kernel<512, 1>", "reduction"),
-    ("void at::native::elementwise_kernel<128, 2>", "elementwise"),
-    ("Memcpy DtoH (Device -> Pinned)", "copy / cast"),
-    ("void at::native::indexSelectLargeIndex<float>", "indexing / embedding"),
-    ("some_custom_kernel", "other"),
-])
+@pytest.mark.parametrize(
+    "name, family",
+    [
+        ("void kDequantizeBlockwise<__nv_bfloat16, 512>", "4-bit dequantize"),
+        ("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NTT", "matmul"),
+        ("pytorch_flash::flash_bwd_dq_dk_dv_loop_kernel", "attention"),
+        ("void at::native::(anonymous namespace)::cunn_SoftMaxBackward<4, float>", "softmax / cross-entropy"),
+        ("void at::native::reduce_kernel<512, 1>", "reduction"),
+        ("void at::native::elementwise_kernel<128, 2>", "elementwise"),
+        ("Memcpy DtoH (Device -> Pinned)", "copy / cast"),
+        ("void at::native::indexSelectLargeIndex<float>", "indexing / embedding"),
+        ("some_custom_kernel", "other"),
+    ],
+)
 def test_categorize(name, family):
     assert categorize(name) == family
 
@@ -71,11 +74,13 @@ def test_summarize_refuses_a_trace_without_kernels(tmp_path):
 def test_train_benchmark_uses_unprofiled_steps(trace):
     from benchmarks.train_throughput import summarize_profile
 
-    logs = [{"tokens/trainable": 100},
-            {"tokens/trainable": 300, "tokens/train_per_sec_per_gpu": 100},   # 2 s
-            {"tokens/trainable": 700, "tokens/train_per_sec_per_gpu": 100},   # 4 s
-            {"tokens/trainable": 1000, "tokens/train_per_sec_per_gpu": 100},  # 3 s
-            {"tokens/trainable": 1100, "tokens/train_per_sec_per_gpu": 1}]    # the profiled step: left out
+    logs = [
+        {"tokens/trainable": 100},
+        {"tokens/trainable": 300, "tokens/train_per_sec_per_gpu": 100},  # 2 s
+        {"tokens/trainable": 700, "tokens/train_per_sec_per_gpu": 100},  # 4 s
+        {"tokens/trainable": 1000, "tokens/train_per_sec_per_gpu": 100},  # 3 s
+        {"tokens/trainable": 1100, "tokens/train_per_sec_per_gpu": 1},
+    ]  # the profiled step: left out
     summary = summarize_profile(trace.parent, logs)
     assert summary["unprofiled_step_s"] == 3
     assert not trace.exists()  # the large trace is dropped once summarised

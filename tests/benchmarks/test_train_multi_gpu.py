@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from benchmarks.train_multi_gpu import ZERO3_QUANT, summarize_run, train_argv
-from mathpal_train.launcher import load_recipe, parse_set, resolve_recipe
+from mathpal_train.recipes import load_recipe, parse_set, resolve_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 

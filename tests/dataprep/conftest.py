@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -81,7 +84,7 @@ def split_with_overlap(text: str, size: int, overlap: int) -> list[str]:
     pieces = []
     start = 0
     while True:
-        pieces.append(text[start:start + size])
+        pieces.append(text[start : start + size])
         if start + size >= len(text):
             return pieces
         start += step
@@ -126,16 +129,17 @@ def build_corpus() -> dict[str, Any]:
     scrambled = chunk_points[::-1]
     scrambled = scrambled[5:] + scrambled[:5]
     points = [
-        _point(ids["dup_html"], "<p>TÍNH   diện tích&nbsp;hình chữ nhật có chiều dài <b>12 cm</b>, "
-                   "chiều rộng 5 cm.</p>", plain_s),
+        _point(
+            ids["dup_html"],
+            "<p>TÍNH   diện tích&nbsp;hình chữ nhật có chiều dài <b>12 cm</b>, chiều rộng 5 cm.</p>",
+            plain_s,
+        ),
         *scrambled[:6],
         _point(ids["plain"], plain_q, plain_s, topic="hình học"),
-        _point(ids["grade6"], "Tìm x, biết: x + 15 = 42.", "x = 42 - 15\nx = 27\nĐáp số: x = 27.",
-                   grade_id="grade_6"),
+        _point(ids["grade6"], "Tìm x, biết: x + 15 = 42.", "x = 42 - 15\nx = 27\nĐáp số: x = 27.", grade_id="grade_6"),
         _point(ids["dup_nfd"], unicodedata.normalize("NFD", plain_q), plain_s),
         *scrambled[6:],
-        _point(ids["theory"], "Phân số là gì?", "Phân số gồm tử số và mẫu số.\nĐáp án: định nghĩa",
-                   type_="theory"),
+        _point(ids["theory"], "Phân số là gì?", "Phân số gồm tử số và mẫu số.\nĐáp án: định nghĩa", type_="theory"),
         _point(ids["grade_4"], "Tính 7 × 8.", "7 × 8 = 56\nĐáp số: 56", grade_id="grade_4"),
         _point(ids["no_answer"], "Tính 9 + 10.", "9 + 10 = 19"),
         _point(ids["no_solution"], "Tính 11 + 12.", ""),
@@ -187,7 +191,7 @@ def seed_store(folder, payloads: list[dict[str, Any]], collection: str = "vector
             for n, p in enumerate(payloads)
         ]
         for start in range(0, len(points), 512):
-            client.upsert(collection, points=points[start:start + 512])
+            client.upsert(collection, points=points[start : start + 512])
     finally:
         client.close()
 
@@ -199,20 +203,23 @@ CRAWL_FRACTIONS = {"val_fraction": 0.3, "test_fraction": 0.3}
 
 
 def _trees(a: int, b: int) -> tuple[str, str]:
-    question = (f"Một trường học có {a} học sinh khối 5 và {b} học sinh khối 6 tham gia trồng cây. "
-                "Mỗi học sinh khối 5 trồng được 3 cây, mỗi học sinh khối 6 trồng được 4 cây. "
-                "Hỏi cả trường trồng được bao nhiêu cây?")
-    solution = (f"Khối 5 trồng được: {a} × 3 = {3 * a} (cây)\nKhối 6 trồng được: {b} × 4 = {4 * b} (cây)\n"
-                f"Cả trường trồng được: {3 * a} + {4 * b} = {3 * a + 4 * b} (cây)\nĐáp số: {3 * a + 4 * b} cây.")
+    question = (
+        f"Một trường học có {a} học sinh khối 5 và {b} học sinh khối 6 tham gia trồng cây. "
+        "Mỗi học sinh khối 5 trồng được 3 cây, mỗi học sinh khối 6 trồng được 4 cây. "
+        "Hỏi cả trường trồng được bao nhiêu cây?"
+    )
+    solution = (
+        f"Khối 5 trồng được: {a} × 3 = {3 * a} (cây)\nKhối 6 trồng được: {b} × 4 = {4 * b} (cây)\n"
+        f"Cả trường trồng được: {3 * a} + {4 * b} = {3 * a + 4 * b} (cây)\nĐáp số: {3 * a + 4 * b} cây."
+    )
     return question, solution
 
 
 def near_duplicate_pair() -> tuple[tuple[str, str], tuple[str, str], float]:
     """Two problems one number apart: the first hashes into train, the second into validation/test
     (at CRAWL_FRACTIONS), and their stored vectors have cosine >= 0.975; plus that cosine."""
-    from mathpal_train.demo.embedding import hash_embedding
     from dataprep.payloads import normalise_question
-    from dataprep.splits import assign_split
+    from mathpal_train.demo.embedding import hash_embedding
 
     def split(q: str) -> str:
         return assign_split(normalise_question(q), **CRAWL_FRACTIONS)
@@ -252,12 +259,18 @@ def crawl_payloads(corpus: dict[str, Any]) -> dict[str, Any]:
         "empty_content": [_point(eid(4002), content="   \n ")],
         "no_question": [_point(eid(4003), content="#### SOLUTION:\n2 + 2 = 4\nĐáp số: 4")],
         "bad_chunk_id": [_point(eid(4004), content=good, chunk_id="chunk-without-number")],
-        "missing_chunk": [_point(eid(4005), content=good[:20], chunk_id=f"{eid(4005)}_0"),
-                          _point(eid(4005), content=good[30:], chunk_id=f"{eid(4005)}_2")],
-        "conflicting_chunks": [_point(eid(4006), content=good, chunk_id=f"{eid(4006)}_0"),
-                               _point(eid(4006), content=good.replace("13", "14"), chunk_id=f"{eid(4006)}_0")],
-        "partly_filtered": [_point(eid(4007), content=good[:25], chunk_id=f"{eid(4007)}_0"),
-                            _point(eid(4007), content=good[15:], chunk_id=f"{eid(4007)}_1", grade_id="grade_4")],
+        "missing_chunk": [
+            _point(eid(4005), content=good[:20], chunk_id=f"{eid(4005)}_0"),
+            _point(eid(4005), content=good[30:], chunk_id=f"{eid(4005)}_2"),
+        ],
+        "conflicting_chunks": [
+            _point(eid(4006), content=good, chunk_id=f"{eid(4006)}_0"),
+            _point(eid(4006), content=good.replace("13", "14"), chunk_id=f"{eid(4006)}_0"),
+        ],
+        "partly_filtered": [
+            _point(eid(4007), content=good[:25], chunk_id=f"{eid(4007)}_0"),
+            _point(eid(4007), content=good[15:], chunk_id=f"{eid(4007)}_1", grade_id="grade_4"),
+        ],
         "no_entry_id": [{k: v for k, v in _point("x", "Tính 1 + 1.", "Đáp số: 2").items() if k != "entry_id"}],
     }
     for reject_points in rejects.values():
@@ -274,9 +287,93 @@ def crawl_payloads(corpus: dict[str, Any]) -> dict[str, Any]:
             "filtered_out": 3,
             "duplicates": 2,
             "rejected": {
-                "bad_chunk_id": 1, "conflicting_chunks": 1, "content_not_string": 1, "empty_content": 1,
-                "missing_chunk": 1, "no_entry_id": 1, "no_final_answer": 1, "no_question": 1, "no_solution": 1,
+                "bad_chunk_id": 1,
+                "conflicting_chunks": 1,
+                "content_not_string": 1,
+                "empty_content": 1,
+                "missing_chunk": 1,
+                "no_entry_id": 1,
+                "no_final_answer": 1,
+                "no_question": 1,
+                "no_solution": 1,
                 "partly_filtered": 1,
             },
         },
     }
+
+
+# --------------------------------------------------------------------------- the export's rules, in memory
+# Test helpers over the export's real functions: the command itself streams from Qdrant
+# (dataprep.pipeline), these run the same rules on payload dicts held in memory.
+
+
+def assign_split(key: str, val_fraction: float, test_fraction: float, salt: str | None = None) -> str:
+    """The split of the problem whose normalised question is ``key``, by the export's own rules."""
+    from dataprep.splits import SPLIT_SALT, check_fractions, split_bucket, split_for_bucket
+
+    check_fractions(val_fraction, test_fraction)
+    return split_for_bucket(split_bucket(key, salt or SPLIT_SALT), val_fraction, test_fraction)
+
+
+def build_problem(entry_id: str, points: list[dict[str, Any]]):
+    """Assemble one entry's payloads into a ``Problem`` (or a ``Rejected``), as an export does."""
+    from dataprep.payloads import Piece, assemble_problem
+
+    pieces = []
+    for payload in points:
+        fields = point_fields_of(payload)
+        pieces.append(Piece(fields.chunk_id, fields.content, payload.get("grade_id", ""), fields.topic))
+    return assemble_problem(entry_id, pieces)
+
+
+@dataclass
+class ExportResult:
+    """What ``build_splits`` produced: the rows of each split, the counts, the rejects."""
+
+    splits: dict[str, list[dict[str, Any]]]
+    counts: dict[str, Any]
+    rejected_examples: list[Any] = field(default_factory=list)
+
+
+def build_splits(
+    payloads: Iterable[dict[str, Any]],
+    *,
+    types: set[str] | None = None,
+    grades: set[str] | None = None,
+    val_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    system_prompt: str | None = None,
+) -> ExportResult:
+    """Clean, deduplicate and split payloads held in memory (no I/O, no near-duplicate check)."""
+    from dataprep.export import DEFAULT_SYSTEM_PROMPT, add_points, finish_export, new_export, split_lines
+    from dataprep.splits import SPLITS, check_fractions
+
+    check_fractions(val_fraction, test_fraction)
+    state = new_export(types, grades, system_prompt or DEFAULT_SYSTEM_PROMPT)
+    add_points(state, (point_fields_of(payload) for payload in payloads))
+    finish_export(state, val_fraction, test_fraction)
+    splits = {name: [json.loads(line) for line in split_lines(state, name)] for name in SPLITS}
+    return ExportResult(splits=splits, counts=state.counts, rejected_examples=state.rejected)
+
+
+def point_fields_of(payload: dict[str, Any]):
+    """The fields an export reads of a payload (a point without an id)."""
+    from dataprep.export import point_fields
+
+    return point_fields(None, payload)
+
+
+def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """Rows as the export writes them: UTF-8 JSON lines with sorted keys."""
+    from dataprep.export import row_line
+
+    return b"".join(row_line(row) for row in rows)
+
+
+def scroll_payloads(client, collection: str, page: int = 256) -> Iterator[dict[str, Any]]:
+    """Every point's payload, through the export's own scroll in pages of ``page`` points."""
+    from dataprep.qdrant_source import scroll_records
+
+    for records in scroll_records(client, collection, itertools.repeat(page)):
+        for record in records:
+            yield dict(record.payload or {})

@@ -9,10 +9,10 @@ import unicodedata
 
 import pytest
 
-from dataprep.export import DEFAULT_SYSTEM_PROMPT, build_splits, jsonl_bytes
+from dataprep.export import DEFAULT_SYSTEM_PROMPT
 from dataprep.payloads import normalise_question
-from dataprep.splits import SPLITS, assign_split
-from tests.dataprep.conftest import LONG_QUESTION, LONG_SOLUTION, eid
+from dataprep.splits import SPLITS
+from tests.dataprep.conftest import LONG_QUESTION, LONG_SOLUTION, assign_split, build_splits, eid, jsonl_bytes
 
 EXAM_FILTERS = {"types": {"exam"}, "grades": {"grade_5", "grade_6"}}
 
@@ -33,8 +33,11 @@ def export_bytes(result):
 def many_points(make_point):
     """Forty distinct small problems (enough for every split to get some at 0.3/0.3)."""
     return [
-        make_point(eid(1000 + i), f"Tính {i} + {2 * i + 1} bằng bao nhiêu?",
-                   f"{i} + {2 * i + 1} = {3 * i + 1}\nĐáp số: {3 * i + 1}")
+        make_point(
+            eid(1000 + i),
+            f"Tính {i} + {2 * i + 1} bằng bao nhiêu?",
+            f"{i} + {2 * i + 1} = {3 * i + 1}\nĐáp số: {3 * i + 1}",
+        )
         for i in range(40)
     ]
 
@@ -152,7 +155,11 @@ def test_duplicate_rows_would_share_split(make_point, many_points):
     without = build_splits(many_points, val_fraction=0.3, test_fraction=0.3)
     assert with_dup.counts["duplicates"] == 1
     assert split_of(with_dup) == split_of(without)
-    (row,) = [r for r in all_rows(with_dup) if r["id"] == hashlib.sha256("tính 7 + 15 bằng bao nhiêu?".encode()).hexdigest()[:16]]
+    (row,) = [
+        r
+        for r in all_rows(with_dup)
+        if r["id"] == hashlib.sha256("tính 7 + 15 bằng bao nhiêu?".encode()).hexdigest()[:16]
+    ]
     assert row["entry_id"] == eid(1)  # the smaller entry id wins, whatever the order
 
 
@@ -178,8 +185,11 @@ def test_reexport_is_byte_identical(many_points, corpus):
 def test_adding_problems_never_moves_existing_ones(make_point, many_points):
     before = split_of(build_splits(many_points, val_fraction=0.3, test_fraction=0.3))
     extra = [
-        make_point(eid(5000 + i), f"Một lớp có {20 + i} học sinh, chia thành {i % 4 + 2} tổ. Hỏi mỗi tổ có mấy bạn?",
-                   f"Đáp số: {(20 + i) // (i % 4 + 2)} bạn")
+        make_point(
+            eid(5000 + i),
+            f"Một lớp có {20 + i} học sinh, chia thành {i % 4 + 2} tổ. Hỏi mỗi tổ có mấy bạn?",
+            f"Đáp số: {(20 + i) // (i % 4 + 2)} bạn",
+        )
         for i in range(60)
     ]
     mixed = [*extra[:30], *many_points, *extra[30:]]

@@ -28,14 +28,7 @@ from dataprep.export import (
     system_message_json,
     to_example,
 )
-from dataprep.payloads import (
-    Problem,
-    clean_text,
-    merge_overlap,
-    normalise_question,
-    question_key,
-    reference_answer,
-)
+from dataprep.payloads import Problem, clean_text, merge_overlap, normalise_question, question_key, reference_answer
 from mathpal_train.demo.points import sample_points
 from tests.dataprep.conftest import eid
 
@@ -75,8 +68,23 @@ def reference_merge(left: str, right: str, min_overlap: int = 8) -> str:
     return left + right
 
 
-PIECES = [*"ab Đáp số án:：.*<>&;#/\n\r\t\u00a0\u2028\x0b\x1c\x85é\u0301\u3000\u200a\"\\", "<br>", "</p>", "<b>",
-          "&nbsp;", "&amp;", "&#13;", "&lt;b&gt;", "&amp;lt;", "  ", "\n\n\n", " \n ", "Đáp số:", "đáp án :", "**"]
+PIECES = [
+    *'ab Đáp số án:：.*<>&;#/\n\r\t\u00a0\u2028\x0b\x1c\x85é\u0301\u3000\u200a"\\',
+    "<br>",
+    "</p>",
+    "<b>",
+    "&nbsp;",
+    "&amp;",
+    "&#13;",
+    "&lt;b&gt;",
+    "&amp;lt;",
+    "  ",
+    "\n\n\n",
+    " \n ",
+    "Đáp số:",
+    "đáp án :",
+    "**",
+]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +121,7 @@ def test_merge_overlap_equals_the_reference(texts):
     rng = random.Random(3)
     for text in texts[:5000]:
         cut, back = rng.randint(0, len(text)), rng.randint(0, 30)
-        left, right = text[:cut], text[max(cut - back, 0):]
+        left, right = text[:cut], text[max(cut - back, 0) :]
         assert merge_overlap(left, right) == reference_merge(left, right), (left, right)
 
 
@@ -154,8 +162,10 @@ def test_the_same_whole_point_stored_twice_counts_once(make_point):
 
 def test_grade_and_topic_come_from_the_first_chunk_whatever_the_order(make_point, make_content):
     content = make_content("Một bể nước chứa 1200 lít, đã dùng 3/4 số nước.", "1200 × 3/4 = 900\nĐáp số: 900 lít")
-    chunks = [make_point(eid(3), content=content[:40], chunk_id=f"{eid(3)}_0", grade_id="grade_6", topic="phân số"),
-              make_point(eid(3), content=content[30:], chunk_id=f"{eid(3)}_1", grade_id="grade_5", topic="khác")]
+    chunks = [
+        make_point(eid(3), content=content[:40], chunk_id=f"{eid(3)}_0", grade_id="grade_6", topic="phân số"),
+        make_point(eid(3), content=content[30:], chunk_id=f"{eid(3)}_1", grade_id="grade_5", topic="khác"),
+    ]
     for order in (chunks, chunks[::-1]):
         state = new_export(None, None)
         add_points(state, [point_fields(n, p) for n, p in enumerate(order)])

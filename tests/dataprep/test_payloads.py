@@ -11,7 +11,6 @@ from dataprep.payloads import (
     MIN_CHUNK_OVERLAP,
     Problem,
     Rejected,
-    build_problem,
     chunk_index,
     clean_text,
     join_chunks,
@@ -20,14 +19,12 @@ from dataprep.payloads import (
     reference_answer,
     split_content,
 )
-from tests.dataprep.conftest import LONG_QUESTION, LONG_SOLUTION, eid, split_with_overlap
+from tests.dataprep.conftest import LONG_QUESTION, LONG_SOLUTION, build_problem, eid, split_with_overlap
 
 NFC_QUESTION = "Một người đi xe đạp được 12 km trong 1 giờ. Hỏi trong 3 giờ người đó đi được bao nhiêu ki-lô-mét?"
 
 
 # --------------------------------------------------------------------------- clean_text
-
-
 def test_clean_text_strips_tags_and_unescapes_entities():
     text = "<p>Tính&nbsp;<b>tổng</b> 2 &amp; 3 &quot;nhanh&quot;</p>"
     assert clean_text(text) == 'Tính tổng 2 & 3 "nhanh"'
@@ -99,7 +96,9 @@ def test_normalise_question_distinguishes_different_questions():
 # --------------------------------------------------------------------------- chunk_index
 
 
-@pytest.mark.parametrize(("chunk_id", "index"), [("abc_0", 0), (f"{eid(7)}_9", 9), (f"{eid(7)}_10", 10), ("a_b_123", 123)])
+@pytest.mark.parametrize(
+    ("chunk_id", "index"), [("abc_0", 0), (f"{eid(7)}_9", 9), (f"{eid(7)}_10", 10), ("a_b_123", 123)]
+)
 def test_chunk_index_reads_numeric_suffix(chunk_id, index):
     assert chunk_index(chunk_id) == index
 
@@ -119,7 +118,10 @@ def test_chunk_index_rejects_missing_suffix(bad):
 
 
 def test_merge_overlap_keeps_overlap_once():
-    assert merge_overlap("Một cửa hàng có 45 kg gạo", "45 kg gạo, đã bán 20 kg") == "Một cửa hàng có 45 kg gạo, đã bán 20 kg"
+    assert (
+        merge_overlap("Một cửa hàng có 45 kg gạo", "45 kg gạo, đã bán 20 kg")
+        == "Một cửa hàng có 45 kg gạo, đã bán 20 kg"
+    )
 
 
 def test_merge_overlap_without_overlap_concatenates():
@@ -210,8 +212,12 @@ def test_build_problem_single_point(make_point):
     point = make_point(eid(1), "Tính 2 + 3.", "2 + 3 = 5\nĐáp số: 5", grade_id="grade_6", topic="số học")
     problem = build_problem(eid(1), [point])
     assert problem == Problem(
-        entry_id=eid(1), grade_id="grade_6", question="Tính 2 + 3.", solution="2 + 3 = 5\nĐáp số: 5",
-        answer="5", topic="số học",
+        entry_id=eid(1),
+        grade_id="grade_6",
+        question="Tính 2 + 3.",
+        solution="2 + 3 = 5\nĐáp số: 5",
+        answer="5",
+        topic="số học",
     )
 
 

@@ -20,17 +20,18 @@ import numpy as np
 import pytest
 
 from dataprep import qdrant_source
-from mathpal_train.demo.embedding import hash_embedding
 from dataprep.export import add_points, new_export, point_fields
 from dataprep.payloads import normalise_question
 from dataprep.pipeline import ExportError, ExportSettings, run_export
 from dataprep.qdrant_source import SourceError, open_client, open_source, page_sizes
-from dataprep.splits import SPLITS, assign_split
+from dataprep.splits import SPLITS
+from mathpal_train.demo.embedding import hash_embedding
 from tests.dataprep.conftest import (
     CRAWL_FILTERS,
     CRAWL_FRACTIONS,
     LONG_QUESTION,
     LONG_SOLUTION,
+    assign_split,
     build_corpus,
     crawl_payloads,
     eid,
@@ -68,8 +69,10 @@ def export(folder, out, **changes) -> dict:
 
 
 def read_rows(out) -> dict[str, list[dict]]:
-    return {name: [json.loads(line) for line in (out / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
-            for name in SPLITS}
+    return {
+        name: [json.loads(line) for line in (out / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+        for name in SPLITS
+    }
 
 
 def split_bytes(out) -> dict[str, bytes]:
@@ -171,15 +174,17 @@ def test_near_duplicates_agree_with_a_brute_force_search(exported, crawl):
             first_chunk.setdefault(point["entry_id"], point["content"])
     moved = {m["id"] for m in manifest["near_duplicates"]["moved"]}
     rows = [row for rows_ in read_rows(out).values() for row in rows_]
-    by_hash = {row["id"]: assign_split(normalise_question(row["messages"][1]["content"]), **CRAWL_FRACTIONS)
-               for row in rows}
+    by_hash = {
+        row["id"]: assign_split(normalise_question(row["messages"][1]["content"]), **CRAWL_FRACTIONS) for row in rows
+    }
     train_entries = [row["entry_id"] for row in rows if by_hash[row["id"]] == "train"]
     plain = next(row for row in rows if row["entry_id"] == crawl["ids"]["plain"])
     if by_hash[plain["id"]] == "train":  # its duplicates are training problems too
         train_entries += [crawl["ids"]["dup_nfd"], crawl["ids"]["dup_html"]]
     train = np.array([hash_embedding(first_chunk[e]) for e in train_entries])
     expected = {
-        row["id"] for row in rows
+        row["id"]
+        for row in rows
         if by_hash[row["id"]] != "train"
         and (train @ np.array(hash_embedding(first_chunk[row["entry_id"]]))).max() >= 0.97
     }
@@ -232,8 +237,11 @@ def test_in_process_and_any_page_size_give_the_same_bytes(tmp_path, store, expor
 
 def test_local_page_schedule():
     local = page_sizes(True)
-    assert [next(local) for _ in range(3)] == [qdrant_source.LOCAL_FIRST_PAGE, qdrant_source.LOCAL_PAGE,
-                                               qdrant_source.LOCAL_PAGE]
+    assert [next(local) for _ in range(3)] == [
+        qdrant_source.LOCAL_FIRST_PAGE,
+        qdrant_source.LOCAL_PAGE,
+        qdrant_source.LOCAL_PAGE,
+    ]
     server = page_sizes(False)
     assert {next(server) for _ in range(3)} == {qdrant_source.SERVER_PAGE}
 
@@ -381,10 +389,13 @@ def test_out_folder_that_is_not_an_export_is_refused(tmp_path, store):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"val_fraction": 0.6, "test_fraction": 0.5}, "--val-fraction/--test-fraction"),
-    ({"near_dup_threshold": 1.5}, "--near-dup-threshold 1.5 must be a cosine in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "--val-fraction/--test-fraction"),
+        ({"near_dup_threshold": 1.5}, "--near-dup-threshold 1.5 must be a cosine in (0, 1]"),
+    ],
+)
 def test_bad_settings_are_refused_before_reading(tmp_path, changes, message):
     opened = []
     with pytest.raises(ExportError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")):
@@ -446,16 +457,17 @@ class _Broken:
         self.server.server_close()
 
 
-@pytest.mark.parametrize(("status", "message"), [
-    (401, "refused the API key (HTTP 401): set QDRANT_API_KEY"),
-    (500, "failed to list collections (HTTP 500)"),
-])
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(401, "refused the API key (HTTP 401): set QDRANT_API_KEY"), (500, "failed to list collections (HTTP 500)")],
+)
 def test_a_server_that_fails_is_one_line(tmp_path, status, message):
     broken = _Broken(status)
     try:
         with pytest.raises(SourceError, match=re.escape(message)):
-            run_export(lambda: open_source(None, broken.url), settings(local=False), tmp_path / "data",
-                       {"qdrant": broken.url})
+            run_export(
+                lambda: open_source(None, broken.url), settings(local=False), tmp_path / "data", {"qdrant": broken.url}
+            )
     finally:
         broken.close()
     assert_nothing_written(tmp_path)

@@ -8,19 +8,16 @@ import uuid
 
 import pytest
 
-import dataprep.qdrant_source as qs
-from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
-from dataprep.export import build_splits, jsonl_bytes
 from dataprep.qdrant_source import (
     DEFAULT_QDRANT_PATH,
     describe_source,
     open_client,
     recreate_collection,
-    scroll_payloads,
     upsert_payloads,
 )
 from dataprep.splits import SPLITS
-from tests.dataprep.conftest import eid
+from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
+from tests.dataprep.conftest import build_splits, eid, jsonl_bytes, scroll_payloads
 
 COLLECTION = "vector_exams_test"
 
@@ -42,15 +39,21 @@ def client(tmp_path):
 
 def seed(client, payloads, batch=256):
     recreate_collection(client, COLLECTION, EMBEDDING_DIM)
-    upsert_payloads(client, COLLECTION, ids_for(payloads), payloads,
-                    [hash_embedding(p["content"]) for p in payloads], batch=batch)
+    upsert_payloads(
+        client, COLLECTION, ids_for(payloads), payloads, [hash_embedding(p["content"]) for p in payloads], batch=batch
+    )
 
 
 @pytest.fixture
 def seven_points(make_point):
     return [
-        make_point(eid(i), f"Tính {i} × {i + 3}.", f"{i} × {i + 3} = {i * (i + 3)}\nĐáp số: {i * (i + 3)}",
-                   grade_id="grade_5" if i % 2 else "grade_6", topic="nhân" if i % 3 else None)
+        make_point(
+            eid(i),
+            f"Tính {i} × {i + 3}.",
+            f"{i} × {i + 3} = {i * (i + 3)}\nĐáp số: {i * (i + 3)}",
+            grade_id="grade_5" if i % 2 else "grade_6",
+            topic="nhân" if i % 3 else None,
+        )
         for i in range(1, 8)
     ]
 
@@ -71,7 +74,10 @@ def test_open_client_creates_the_local_folder(tmp_path):
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://admin:s3cr3t-pass@qdrant.example.com:6333/base?api_key=KEY-123#frag", "https://qdrant.example.com:6333/base"),
+        (
+            "https://admin:s3cr3t-pass@qdrant.example.com:6333/base?api_key=KEY-123#frag",
+            "https://qdrant.example.com:6333/base",
+        ),
         ("http://user@localhost:6333", "http://localhost:6333"),
         ("https://qdrant.example.com/?api-key=KEY-123", "https://qdrant.example.com/"),
         ("https://:KEY-123@cluster.cloud.qdrant.io", "https://cluster.cloud.qdrant.io"),
@@ -101,7 +107,6 @@ def test_scroll_returns_every_seeded_payload(client, seven_points):
 
 def test_scroll_over_several_pages(client, seven_points, monkeypatch):
     seed(client, seven_points)
-    monkeypatch.setattr(qs, "SCROLL_PAGE", 2)
     calls = []
     real_scroll = client.scroll
 
@@ -110,7 +115,7 @@ def test_scroll_over_several_pages(client, seven_points, monkeypatch):
         return real_scroll(**kwargs)
 
     monkeypatch.setattr(client, "scroll", counting_scroll)
-    got = list(scroll_payloads(client, COLLECTION))
+    got = list(scroll_payloads(client, COLLECTION, page=2))
     assert calls == [2, 2, 2, 2]  # 7 points in pages of 2
     assert len(got) == 7
     assert canon(got) == canon(seven_points)
@@ -118,8 +123,7 @@ def test_scroll_over_several_pages(client, seven_points, monkeypatch):
 
 def test_scroll_page_boundary_exact_multiple(client, seven_points, monkeypatch):
     seed(client, seven_points[:6])
-    monkeypatch.setattr(qs, "SCROLL_PAGE", 2)
-    got = list(scroll_payloads(client, COLLECTION))
+    got = list(scroll_payloads(client, COLLECTION, page=2))
     assert canon(got) == canon(seven_points[:6])
 
 
@@ -136,8 +140,9 @@ def test_upsert_in_small_batches_writes_all(client, seven_points):
 
 def test_upsert_same_ids_twice_does_not_duplicate(client, seven_points):
     seed(client, seven_points)
-    upsert_payloads(client, COLLECTION, ids_for(seven_points), seven_points,
-                    [hash_embedding(p["content"]) for p in seven_points])
+    upsert_payloads(
+        client, COLLECTION, ids_for(seven_points), seven_points, [hash_embedding(p["content"]) for p in seven_points]
+    )
     assert client.count(COLLECTION, exact=True).count == 7
 
 
@@ -172,8 +177,7 @@ def test_collection_persists_after_reopening(tmp_path, seven_points):
 
 def test_export_from_qdrant_equals_export_from_payloads(client, corpus, monkeypatch):
     seed(client, corpus["points"])
-    monkeypatch.setattr(qs, "SCROLL_PAGE", 2)
-    from_db = build_splits(scroll_payloads(client, COLLECTION), types={"exam"}, grades={"grade_5", "grade_6"})
+    from_db = build_splits(scroll_payloads(client, COLLECTION, page=2), types={"exam"}, grades={"grade_5", "grade_6"})
     direct = build_splits(corpus["points"], types={"exam"}, grades={"grade_5", "grade_6"})
     assert from_db.counts == direct.counts
     assert from_db.counts["points_read"] == len(corpus["points"])

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from dataprep.payloads import normalise_question
-from dataprep.splits import SPLIT_SALT, SPLITS, assign_split, split_bucket
+from dataprep.splits import SPLIT_SALT, SPLITS, split_bucket
+from tests.dataprep.conftest import assign_split
 
 KEYS = [f"tính {a} + {b} = ?" for a in range(60) for b in range(50)]  # 3000 distinct keys
 

@@ -9,7 +9,6 @@ import pytest
 
 from evals.answers import answers_match, extract_final_answer, parse_number
 
-
 # --------------------------------------------------------------------------- parse_number
 
 
@@ -97,11 +96,7 @@ def test_extract_final_answer(response: str, expected: str) -> None:
 
 
 def test_last_dap_so_line_wins() -> None:
-    response = (
-        "Đáp số: 70 học sinh\n"
-        "À, em tính lại: 40 + 32 = 72.\n"
-        "Đáp số: 72 học sinh"
-    )
+    response = "Đáp số: 70 học sinh\nÀ, em tính lại: 40 + 32 = 72.\nĐáp số: 72 học sinh"
     assert extract_final_answer(response) == "72 học sinh"
     assert answers_match(extract_final_answer(response), "72 học sinh")
 

@@ -23,10 +23,26 @@ METRICS = {
     "comparison": {"accuracy": {"difference": 0.5, "ci_low": 0.0, "ci_high": 1.0, "significant": False}},
 }
 SAMPLES = [
-    {"model": "base", "id": "a", "question": "Hỏi?", "answer": "12,5 kg", "prediction": "Đáp số: 12 kg,\nhết",
-     "correct": False, "accuracy": 0.0, "relevance": None},
-    {"model": "tuned", "id": "a", "question": "Hỏi?", "answer": "12,5 kg", "prediction": "Đáp số: 12,5 kg",
-     "correct": True, "accuracy": 1.0, "relevance": 0.25},
+    {
+        "model": "base",
+        "id": "a",
+        "question": "Hỏi?",
+        "answer": "12,5 kg",
+        "prediction": "Đáp số: 12 kg,\nhết",
+        "correct": False,
+        "accuracy": 0.0,
+        "relevance": None,
+    },
+    {
+        "model": "tuned",
+        "id": "a",
+        "question": "Hỏi?",
+        "answer": "12,5 kg",
+        "prediction": "Đáp số: 12,5 kg",
+        "correct": True,
+        "accuracy": 1.0,
+        "relevance": 0.25,
+    },
 ]
 
 
@@ -35,8 +51,9 @@ def test_offline_archive_carries_metrics_table_chart_and_files(tmp_path, monkeyp
     chart = write_accuracy_chart(METRICS, tmp_path / "accuracy_by_topic.png")
     report = tmp_path / "report.md"
     report.write_text("# Evaluation\n", encoding="utf-8")
-    result = log_to_comet("unit-test", METRICS, {"model": "m"}, tmp_path / "comet", samples=SAMPLES,
-                          assets=[report], chart=chart)
+    result = log_to_comet(
+        "unit-test", METRICS, {"model": "m"}, tmp_path / "comet", samples=SAMPLES, assets=[report], chart=chart
+    )
     assert result.mode == "offline" and result.fallback is None
     assert result.archive is not None and result.archive.parent == tmp_path / "comet"
     expected = flatten_metrics(METRICS)

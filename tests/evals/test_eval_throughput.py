@@ -37,7 +37,11 @@ def test_e2b_config_is_gemma_3n_e2b_text_tower(bench):
     assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (8, 2, 256)
     assert config.num_kv_shared_layers == 10
     assert config.activation_sparsity_pattern == [0.95] * 10 + [0.0] * 20
-    assert (config.vocab_size, config.vocab_size_per_layer_input, config.hidden_size_per_layer_input) == (262_400, 262_144, 256)
+    assert (config.vocab_size, config.vocab_size_per_layer_input, config.hidden_size_per_layer_input) == (
+        262_400,
+        262_144,
+        256,
+    )
     assert (config.laurel_rank, config.altup_num_inputs, config.sliding_window) == (64, 4, 512)
     assert [i for i, kind in enumerate(config.layer_types) if kind == "full_attention"] == [4, 9, 14, 19, 24, 29]
     assert config.final_logit_softcapping == 30.0 and config.tie_word_embeddings is True
@@ -60,8 +64,24 @@ def test_e2b_model_has_e2b_parameter_count_without_allocating_it(bench):
 
 def test_gpu_mode_runs_at_tiny_shape_on_the_cpu(bench, tiny_model_dir, tmp_path):
     out = tmp_path / "bench.json"
-    results = bench.main(["--gpu-e2b", "--tiny-shape", "--tokenizer", str(tiny_model_dir), "--batch-sizes", "1,3",
-                          "--max-new-tokens", "3", "--min-problems", "3", "--rounds", "1", "--json", str(out)])
+    results = bench.main(
+        [
+            "--gpu-e2b",
+            "--tiny-shape",
+            "--tokenizer",
+            str(tiny_model_dir),
+            "--batch-sizes",
+            "1,3",
+            "--max-new-tokens",
+            "3",
+            "--min-problems",
+            "3",
+            "--rounds",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == results
     assert results["model"].startswith("tiny-shape Gemma-3n, random weights")
     assert [(b["batch_size"], b["problems"]) for b in results["batches"]] == [(1, 3), (3, 3)]
@@ -83,7 +103,7 @@ def test_random_model_never_generates_ids_without_a_per_layer_row(bench, tiny_mo
     config.vocab_size_per_layer_input = len(tokenizer)
     model = bench.build_random_model(config, "cpu", torch.float32)
     with torch.no_grad():  # tied head: make the per-layer-less ids the likeliest outputs
-        model.model.embed_tokens.weight[len(tokenizer):] *= 50
+        model.model.embed_tokens.weight[len(tokenizer) :] *= 50
     examples = [{"messages": [{"role": "user", "content": "Lan có 12 quyển vở."}]}]
     (answer,) = generate_answers(model, tokenizer, examples, batch_size=1, max_new_tokens=6, min_new_tokens=6)
     assert answer.new_tokens == 6

@@ -10,17 +10,24 @@ import json
 import pytest
 
 from evals import evaluate
-from mathpal_train.comet import flatten_metrics, read_offline_metrics
 from evals.evaluate import pair_rows, read_examples, read_predictions, report_predictions, run_score
+from mathpal_train.comet import flatten_metrics, read_offline_metrics
 
-REFERENCE = "Số học sinh nữ là:\n40 × 3 : 5 = 24 (học sinh)\nSố học sinh nam là:\n40 - 24 = 16 (học sinh)\nĐáp số: 16 học sinh"
+REFERENCE = (
+    "Số học sinh nữ là:\n40 × 3 : 5 = 24 (học sinh)\nSố học sinh nam là:\n40 - 24 = 16 (học sinh)\nĐáp số: 16 học sinh"
+)
 
 
 def prediction(model: str, index: int, correct: bool, topic: str) -> dict:
     answer = "16 học sinh" if correct else "15 học sinh"
     return {
-        "model": model, "id": f"p{index}", "question": f"Bài {index}: lớp có 40 học sinh …", "answer": "16 học sinh",
-        "reference": REFERENCE, "topic": topic, "grade_id": "grade_5",
+        "model": model,
+        "id": f"p{index}",
+        "question": f"Bài {index}: lớp có 40 học sinh …",
+        "answer": "16 học sinh",
+        "reference": REFERENCE,
+        "topic": topic,
+        "grade_id": "grade_5",
         "prediction": f"Số học sinh nữ là:\n40 × 3 : 5 = 24 (học sinh)\nĐáp số: {answer}",
     }
 
@@ -39,7 +46,12 @@ def test_score_report_has_every_file_and_they_agree(paired_file, tmp_path, monke
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     report_dir, metrics = run_score(paired_file, tmp_path / "report")
     assert sorted(p.name for p in report_dir.iterdir()) == [
-        "accuracy_by_topic.png", "comet", "metrics.json", "report.md", "samples.jsonl"]
+        "accuracy_by_topic.png",
+        "comet",
+        "metrics.json",
+        "report.md",
+        "samples.jsonl",
+    ]
     assert json.loads((report_dir / "metrics.json").read_text()) == metrics
     assert (report_dir / "accuracy_by_topic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert metrics["models"]["base"]["accuracy"] == pytest.approx(0.3)
@@ -54,7 +66,9 @@ def test_score_report_has_every_file_and_they_agree(paired_file, tmp_path, monke
     assert accuracy["ci_low"] > 0 and accuracy["significant"] is False  # 10 problems are too few to be sure
     samples = [json.loads(line) for line in (report_dir / "samples.jsonl").read_text().splitlines()]
     assert all(isinstance(s["correct"], bool) for s in samples)
-    assert {"prediction", "extracted_answer", "correct", "accuracy", "relevance", "completeness", "clarity"} <= set(samples[0])
+    assert {"prediction", "extracted_answer", "correct", "accuracy", "relevance", "completeness", "clarity"} <= set(
+        samples[0]
+    )
     report = (report_dir / "report.md").read_text()
     assert "The tuned model solves 50.0 points more problems than the base model (8 vs 3 of 10 problems" in report
     assert "McNemar exact p = 0.0625" in report and "this could be noise" in report
@@ -82,10 +96,19 @@ def test_a_comet_failure_keeps_the_report(paired_file, tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(evaluate, "log_to_comet", broken)
-    report_dir, _ = report_predictions(read_predictions(paired_file), {"command": "score", "data": "x"},
-                                       tmp_path / "report", comet=True, warn=warnings.append)
-    assert sorted(p.name for p in report_dir.iterdir()) == ["accuracy_by_topic.png", "metrics.json", "report.md",
-                                                           "samples.jsonl"]
+    report_dir, _ = report_predictions(
+        read_predictions(paired_file),
+        {"command": "score", "data": "x"},
+        tmp_path / "report",
+        comet=True,
+        warn=warnings.append,
+    )
+    assert sorted(p.name for p in report_dir.iterdir()) == [
+        "accuracy_by_topic.png",
+        "metrics.json",
+        "report.md",
+        "samples.jsonl",
+    ]
     assert warnings == ["CometML logging failed (RuntimeError: disk full); the report is written without it"]
 
 

@@ -92,8 +92,13 @@ def test_score_command_grades_the_table_the_same_way(tmp_path):
     predictions = tmp_path / "table.jsonl"
     with predictions.open("w", encoding="utf-8") as fh:
         for index, (notation, response, gold, _) in enumerate(TABLE):
-            row = {"id": f"t{index:02d}", "question": notation, "answer": gold, "prediction": response,
-                   "topic": notation.split()[0]}
+            row = {
+                "id": f"t{index:02d}",
+                "question": notation,
+                "answer": gold,
+                "prediction": response,
+                "topic": notation.split()[0],
+            }
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     report_dir, metrics = run_score(predictions, tmp_path / "report", comet=False)
     samples = [json.loads(line) for line in (report_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -14,7 +14,10 @@ from evals.metrics import (
     score_answer,
 )
 
-REFERENCE = "Số học sinh nữ là:\n120 × 3 : 5 = 72 (học sinh)\nSố học sinh nam là:\n120 - 72 = 48 (học sinh)\nĐáp số: 48 học sinh"
+REFERENCE = (
+    "Số học sinh nữ là:\n120 × 3 : 5 = 72 (học sinh)\n"
+    "Số học sinh nam là:\n120 - 72 = 48 (học sinh)\nĐáp số: 48 học sinh"
+)
 
 
 def test_reference_results_are_the_numbers_after_equals_and_the_answer():
@@ -61,11 +64,23 @@ def test_aggregate_means_and_breakdowns():
         {"accuracy": 0.0, "relevance": 0.1, "completeness": 0.0, "clarity": 0.5},
         {"accuracy": 1.0, "relevance": 0.3, "completeness": 0.5, "clarity": 0.75},
     ]
-    groups = [{"grade_id": "grade_5", "topic": "a"}, {"grade_id": "grade_6", "topic": "a"}, {"grade_id": "grade_5", "topic": ""}]
+    groups = [
+        {"grade_id": "grade_5", "topic": "a"},
+        {"grade_id": "grade_6", "topic": "a"},
+        {"grade_id": "grade_5", "topic": ""},
+    ]
     summary = aggregate(scores, groups)
     assert summary["n"] == 3 and summary["accuracy"] == pytest.approx(2 / 3, abs=1e-6)
-    assert summary["by_grade_id"]["grade_5"] == {"n": 2, "accuracy": 1.0, "relevance": 0.4, "completeness": 0.75, "clarity": 0.875}
-    assert summary["by_topic"] == {"a": {"n": 2, "accuracy": 0.5, "relevance": 0.3, "completeness": 0.5, "clarity": 0.75}}
+    assert summary["by_grade_id"]["grade_5"] == {
+        "n": 2,
+        "accuracy": 1.0,
+        "relevance": 0.4,
+        "completeness": 0.75,
+        "clarity": 0.875,
+    }
+    assert summary["by_topic"] == {
+        "a": {"n": 2, "accuracy": 0.5, "relevance": 0.3, "completeness": 0.5, "clarity": 0.75}
+    }
 
 
 def test_without_reference_relevance_and_completeness_are_unknown_not_zero():

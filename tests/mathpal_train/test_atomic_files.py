@@ -90,7 +90,7 @@ def test_staged_dir_failed_swap_keeps_previous_target(tmp_path, monkeypatch):
 def test_write_text_atomic_writes_utf8_and_creates_parents(tmp_path):
     target = tmp_path / "a" / "b" / "report.md"
     assert write_text_atomic(target, "Đáp số: 60 cm²\n") == target
-    assert target.read_bytes() == "Đáp số: 60 cm²\n".encode("utf-8")
+    assert target.read_bytes() == "Đáp số: 60 cm²\n".encode()
     assert [p.name for p in target.parent.iterdir()] == ["report.md"]
 
 

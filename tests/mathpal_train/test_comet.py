@@ -29,7 +29,11 @@ def closed_port() -> int:
 
 
 def test_flatten_keeps_numbers_only():
-    tree = {"n": 3, "models": {"base": {"accuracy": 0.5, "flag": True, "name": "x", "relevance": None}}, "model": "path"}
+    tree = {
+        "n": 3,
+        "models": {"base": {"accuracy": 0.5, "flag": True, "name": "x", "relevance": None}},
+        "model": "path",
+    }
     assert flatten_metrics(tree) == {"n": 3, "models/base/accuracy": 0.5}
 
 

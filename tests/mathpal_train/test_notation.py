@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from dataprep.payloads import Rejected, assemble_problem
+from dataprep.payloads import Piece, Rejected, assemble_problem
 from evals.answers import answers_match, extract_final_answer
 from evals.metrics import clarity_checks
 from mathpal_train.notation import find_labelled_answer, find_numbers, format_fraction, format_number, has_answer_label
@@ -39,18 +39,14 @@ LABELLED = [
     "**Đáp số:**\n\n12 quả",
 ]
 # Lines that name no final answer: a mid-sentence mention, a longer word.
-UNLABELLED = [
-    "Đáp số của bài toán là 12 quả",
-    "Ta tìm đáp số bằng phép cộng 12 quả",
-    "Đáp sốx: 12 quả",
-]
+UNLABELLED = ["Đáp số của bài toán là 12 quả", "Ta tìm đáp số bằng phép cộng 12 quả", "Đáp sốx: 12 quả"]
 
 
 @pytest.mark.parametrize("line", LABELLED)
 def test_each_label_form_is_one_decision_in_every_path(line):
     text = STEPS + line
     # data prep: the entry becomes a problem whose answer is the labelled text
-    problem = assemble_problem("e1", [(None, QUESTION + text, "grade_5", None)])
+    problem = assemble_problem("e1", [Piece(None, QUESTION + text, "grade_5", None)])
     assert not isinstance(problem, Rejected), problem
     assert problem.answer == "12 quả"
     # the grader: the same answer, graded right
@@ -64,7 +60,7 @@ def test_each_label_form_is_one_decision_in_every_path(line):
 def test_unlabelled_lines_are_no_final_answer_anywhere(line):
     text = STEPS + line
     assert find_labelled_answer(text) is None and not has_answer_label(text)
-    problem = assemble_problem("e1", [(None, QUESTION + text, "grade_5", None)])
+    problem = assemble_problem("e1", [Piece(None, QUESTION + text, "grade_5", None)])
     assert isinstance(problem, Rejected) and problem.reason == "no_final_answer"
     assert not clarity_checks(text, hit_limit=False)["has_final_answer_line"]
     # the grader still has its fallback, the last number of the response
@@ -134,7 +130,7 @@ def test_format_number_refuses_non_numbers(value):
 def test_format_number_round_trips():
     rng = random.Random(3)
     for _ in range(2000):
-        value = Fraction(rng.randint(-10**9, 10**9), rng.choice((1, 10, 100, 1000, 4, 8, 20, 125)))
+        value = Fraction(rng.randint(-(10**9), 10**9), rng.choice((1, 10, 100, 1000, 4, 8, 20, 125)))
         assert vi_literal(format_number(value).lstrip("-")) * (-1 if value < 0 else 1) == value
 
 

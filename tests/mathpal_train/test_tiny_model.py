@@ -24,7 +24,9 @@ def test_checkpoint_loads_as_gemma3n_with_gemma_special_ids(tiny_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     assert isinstance(model, Gemma3nForCausalLM)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"]}
+    ids = {
+        t: tokenizer.convert_tokens_to_ids(t) for t in ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"]
+    }
     assert ids == {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<start_of_turn>": 105, "<end_of_turn>": END_OF_TURN_ID}
     assert model.config.vocab_size == len(tokenizer)
     assert list(model.generation_config.eos_token_id) == [1, END_OF_TURN_ID]
@@ -39,8 +41,7 @@ def test_chat_template_is_gemma3n(tiny_dir):
     ]
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     assert text == (
-        "<bos><start_of_turn>user\nHệ thống\n\nCâu hỏi<end_of_turn>\n"
-        "<start_of_turn>model\nLời giải<end_of_turn>\n"
+        "<bos><start_of_turn>user\nHệ thống\n\nCâu hỏi<end_of_turn>\n<start_of_turn>model\nLời giải<end_of_turn>\n"
     )
     assert tokenizer.decode(tokenizer("Đáp số: 12,5 kg", add_special_tokens=False)["input_ids"]) == "Đáp số: 12,5 kg"
 

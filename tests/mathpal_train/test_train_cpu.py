@@ -20,10 +20,26 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 FAKE_HF_TOKEN = "hf_" + "x" * 34
 TRAIN_ARGS = [
-    "train", str(REPO / "recipes" / "smoke.yml"), "--num-gpus", "0", "--max-steps", "40",
-    "--set", "output_dir=outputs/resume", "--set", "save_strategy=steps", "--set", "save_steps=10",
-    "--set", "eval_steps=20", "--set", "auto_resume_from_checkpoints=true",
-    "--set", "use_comet=true", "--set", "comet_project_name=mathpal-test",
+    "train",
+    str(REPO / "recipes" / "smoke.yml"),
+    "--num-gpus",
+    "0",
+    "--max-steps",
+    "40",
+    "--set",
+    "output_dir=outputs/resume",
+    "--set",
+    "save_strategy=steps",
+    "--set",
+    "save_steps=10",
+    "--set",
+    "eval_steps=20",
+    "--set",
+    "auto_resume_from_checkpoints=true",
+    "--set",
+    "use_comet=true",
+    "--set",
+    "comet_project_name=mathpal-test",
 ]
 
 
@@ -44,8 +60,14 @@ def resumed_run(workdir):
     """Start training, SIGKILL it once checkpoint-10 is complete, then run the same command again."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env["HF_TOKEN"] = FAKE_HF_TOKEN
-    first = subprocess.Popen(cli(*TRAIN_ARGS), cwd=workdir, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        cli(*TRAIN_ARGS),
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     outputs = workdir / "outputs" / "resume"
     deadline = time.monotonic() + 300
     while not (outputs / "checkpoint-10" / "trainer_state.json").exists():
@@ -54,8 +76,9 @@ def resumed_run(workdir):
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    complete = sorted(int(p.name.split("-")[1]) for p in outputs.glob("checkpoint-*")
-                      if (p / "trainer_state.json").exists())
+    complete = sorted(
+        int(p.name.split("-")[1]) for p in outputs.glob("checkpoint-*") if (p / "trainer_state.json").exists()
+    )
     second = subprocess.run(cli(*TRAIN_ARGS), cwd=workdir, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     return outputs, complete[-1], second.stdout + second.stderr

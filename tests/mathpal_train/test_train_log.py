@@ -16,7 +16,10 @@ LOG = """[2026-11-25 09:20:21,632] [INFO] [axolotl.train] Starting trainer...
 
 def test_metric_dicts_reads_loss_and_eval_entries_as_numbers():
     entries = metric_dicts(LOG)
-    assert [("eval_loss" in e, e.get("loss", e.get("eval_loss"))) for e in entries][:2] == [(True, 8.143), (False, 8.257)]
+    assert [("eval_loss" in e, e.get("loss", e.get("eval_loss"))) for e in entries][:2] == [
+        (True, 8.143),
+        (False, 8.257),
+    ]
     assert entries[1]["tokens/trainable"] == 6770 and entries[1]["learning_rate"] == 0.0
     assert entries[2]["tokens/train_per_sec_per_gpu"] == 692.4
     assert entries[2]["grad_norm"] != entries[2]["grad_norm"]  # 'nan' is a float NaN

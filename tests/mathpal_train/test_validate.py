@@ -53,10 +53,15 @@ def test_production_summary_numbers(workdir):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"sample_pakcing": True}, "unknown key 'sample_pakcing' (Axolotl would silently ignore it): did you mean 'sample_packing'?"),
+        (
+            {"sample_pakcing": True},
+            "unknown key 'sample_pakcing' (Axolotl would silently ignore it): did you mean 'sample_packing'?",
+        ),
         ({"lora_r": "abc"}, "lora_r: Input should be a valid integer"),
-        ({"datasets": [{"path": "data/nope.jsonl", "ds_type": "json", "type": "chat_template"}]},
-         "datasets[0].path data/nope.jsonl does not exist: run `mathpal prepare-data`"),
+        (
+            {"datasets": [{"path": "data/nope.jsonl", "ds_type": "json", "type": "chat_template"}]},
+            "datasets[0].path data/nope.jsonl does not exist: run `mathpal prepare-data`",
+        ),
         ({"deepspeed": "deepspeed_configs/zero7.json"}, "deepspeed file deepspeed_configs/zero7.json does not exist"),
         ({"base_model": "models/not-here/either"}, "base_model models/not-here/either is not a local folder"),
         ({"comet_api_key": "abc123"}, "'comet_api_key' holds a secret"),

@@ -67,13 +67,32 @@ SUPERSCRIPTS = str.maketrans("²³⁴⁵⁶⁷⁸⁹", "23456789")
 
 # Units relative to a base unit of their kind; a line compares quantities of one kind only.
 UNITS: dict[str, Fraction] = {
-    "km": Fraction(1000), "m": Fraction(1), "dm": Fraction(1, 10), "cm": Fraction(1, 100), "mm": Fraction(1, 1000),
-    "tấn": Fraction(1000), "tạ": Fraction(100), "yến": Fraction(10), "kg": Fraction(1), "g": Fraction(1, 1000),
-    "km²": Fraction(10**6), "ha": Fraction(10**4), "m²": Fraction(1), "dm²": Fraction(1, 100),
+    "km": Fraction(1000),
+    "m": Fraction(1),
+    "dm": Fraction(1, 10),
+    "cm": Fraction(1, 100),
+    "mm": Fraction(1, 1000),
+    "tấn": Fraction(1000),
+    "tạ": Fraction(100),
+    "yến": Fraction(10),
+    "kg": Fraction(1),
+    "g": Fraction(1, 1000),
+    "km²": Fraction(10**6),
+    "ha": Fraction(10**4),
+    "m²": Fraction(1),
+    "dm²": Fraction(1, 100),
     "cm²": Fraction(1, 10**4),
-    "m³": Fraction(1000), "dm³": Fraction(1), "lít": Fraction(1), "l": Fraction(1), "cm³": Fraction(1, 1000),
-    "ngày": Fraction(24 * 60), "giờ": Fraction(60), "phút": Fraction(1), "giây": Fraction(1, 60),
-    "năm": Fraction(12), "tháng": Fraction(1),
+    "m³": Fraction(1000),
+    "dm³": Fraction(1),
+    "lít": Fraction(1),
+    "l": Fraction(1),
+    "cm³": Fraction(1, 1000),
+    "ngày": Fraction(24 * 60),
+    "giờ": Fraction(60),
+    "phút": Fraction(1),
+    "giây": Fraction(1, 60),
+    "năm": Fraction(12),
+    "tháng": Fraction(1),
 }
 
 
@@ -483,8 +502,11 @@ INDEPENDENT: dict[str, Recompute | None] = {
     "triangle_area": lambda q, n: n[0] * n[1] / 2,
     "circle_area": lambda q, n: (n[0] if "bán kính" in q else n[0] / 2) ** 2 * Fraction(314, 100),
     "circle_circumference": lambda q, n: (
-        n[0] * Fraction(314, 100) * n[1] if "vòng" in q
-        else n[0] * 2 * Fraction(314, 100) if "bán kính" in q else n[0] * Fraction(314, 100)
+        n[0] * Fraction(314, 100) * n[1]
+        if "vòng" in q
+        else n[0] * 2 * Fraction(314, 100)
+        if "bán kính" in q
+        else n[0] * Fraction(314, 100)
     ),
     "tank_volume_in_litres": lambda q, n: n[0] * n[1] * n[2] * 1000,
     "cube_measures": lambda q, n: (

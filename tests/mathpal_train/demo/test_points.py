@@ -10,12 +10,11 @@ from collections import defaultdict
 
 import pytest
 
-import dataprep.qdrant_source as qs
-from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
-from dataprep.export import build_splits, jsonl_bytes
-from dataprep.payloads import build_problem, clean_text, join_chunks, normalise_question, split_content
-from dataprep.qdrant_source import open_client, recreate_collection, scroll_payloads, upsert_payloads
+from dataprep.payloads import clean_text, join_chunks, normalise_question, split_content
+from dataprep.qdrant_source import open_client, recreate_collection, upsert_payloads
+from dataprep.splits import SPLITS
 from mathpal_train.demo.corpus import generate_problems, to_content
+from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
 from mathpal_train.demo.points import (
     CHUNK_OVERLAP,
     CHUNK_SIZE,
@@ -25,7 +24,7 @@ from mathpal_train.demo.points import (
     point_vector,
     sample_points,
 )
-from dataprep.splits import SPLITS
+from tests.dataprep.conftest import build_problem, build_splits, jsonl_bytes, scroll_payloads
 
 N_PROBLEMS = 120  # > 100 so the third re-crawl (n=100, written as n=101: NFD) is included
 HEX24 = re.compile(r"^[0-9a-f]{24}$")
@@ -76,7 +75,7 @@ def test_chunk_text_windows_repeat_the_overlap():
 def test_chunk_text_short_text_is_one_chunk():
     assert chunk_text("Tính 2 + 3.") == ["Tính 2 + 3."]
     assert chunk_text("abcdefghij" * 10, size=30, overlap=10) == [
-        ("abcdefghij" * 10)[s:s + 30] for s in (0, 20, 40, 60, 80)
+        ("abcdefghij" * 10)[s : s + 30] for s in (0, 20, 40, 60, 80)
     ]
 
 
@@ -182,10 +181,10 @@ def test_sample_through_local_qdrant_exports_identically(tmp_path, points, monke
     client = open_client(path=tmp_path / "qdrant")
     try:
         recreate_collection(client, "vector_exams", EMBEDDING_DIM)
-        upsert_payloads(client, "vector_exams", [point_id(p) for p in points], points,
-                        [point_vector(p) for p in points], batch=50)
-        monkeypatch.setattr(qs, "SCROLL_PAGE", 37)
-        scrolled = list(scroll_payloads(client, "vector_exams"))
+        upsert_payloads(
+            client, "vector_exams", [point_id(p) for p in points], points, [point_vector(p) for p in points], batch=50
+        )
+        scrolled = list(scroll_payloads(client, "vector_exams", page=37))
     finally:
         client.close()
     assert len(scrolled) == len(points)

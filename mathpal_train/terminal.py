@@ -1,0 +1,62 @@
+"""What the commands show on the terminal: progress bars and result lines, the same everywhere (rich).
+
+``progress_display`` is the one progress layout: what is running, a bar, done of total, a rate and
+the elapsed time. ``StageBars`` turns a pipeline's ``(event, n, total)`` callback (see
+``dataprep.pipeline.Progress``) into one bar per stage, each showing its own rate. ``echo``
+prints result lines as they are: no markup guessing, long lines wrapped by the terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def progress_display(console: Console, transient: bool = True) -> Progress:
+    """A ``rich.progress.Progress`` with our columns; each task carries a ``rate`` text field.
+
+    Off when the console is not a terminal (logs and tests get the summary lines only).
+    """
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=console, transient=transient, disable=not console.is_terminal)
+
+
+class StageBars:
+    """A pipeline progress callback: a new bar when a stage starts, counted work within it.
+
+    ``stages`` maps a stage event to its bar's description; every other event adds ``n``
+    to the current bar, and ``units`` names what that event counts ("points/s").
+    """
+
+    def __init__(self, progress: Progress, stages: dict[str, str], units: dict[str, str]) -> None:
+        self.progress = progress
+        self.stages = stages
+        self.units = units
+        self.current: int | None = None
+
+    def __call__(self, kind: str, n: int, total: int) -> None:
+        if kind in self.stages:
+            if self.current is not None:
+                self.progress.update(self.current, visible=False)
+            self.current = self.progress.add_task(self.stages[kind], total=total or None, rate="")
+            return
+        if self.current is None:
+            return
+        task = self.progress.tasks[self.current]
+        done = task.completed + n
+        rate = f"{done / max(task.elapsed or 0, 1e-6):,.0f} {self.units.get(kind, '')}".rstrip()
+        self.progress.update(self.current, completed=done, rate=rate)
+
+
+def echo(console: Console, *items: Any) -> None:
+    """Print each item (text or a rich renderable such as a table) on its own, without highlighting."""
+    for item in items:
+        console.print(item, highlight=False, soft_wrap=True)
