@@ -222,8 +222,10 @@ def train(
     echo(console, f"resolved recipe: {run.resolved_path}", " ".join(run.argv))
     if dry_run:
         return
+    env, notes = launch.prepare_job(run, debug)
+    err_console.print(*(f"warning: {note}" for note in notes), sep="\n", highlight=False, soft_wrap=True, end="")
     echo(console, f"log: {run.log_path}")
-    raise typer.Exit(code=launch.run_logged(run.argv, launch.job_env(run.output_dir, debug), run.log_path))
+    raise typer.Exit(code=launch.run_logged(run.argv, env, run.log_path))
 
 
 # --------------------------------------------------------------------------- eval
@@ -240,6 +242,9 @@ def eval_(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 256,
     report_dir: ReportDir = None,
     no_comet: NoComet = False,
+    allow_unfinished: Annotated[
+        bool, typer.Option(help="Grade an adapter whose run was not marked finished (an interrupted run's weights).")
+    ] = False,
 ) -> None:
     """Answer a test split, grade the final answers and write a report (and a CometML log)."""
     from evals.evaluate import EvalSettings, run_eval
@@ -256,6 +261,7 @@ def eval_(
         max_new_tokens=max_new_tokens,
         report_dir=report_dir,
         comet=not no_comet,
+        allow_unfinished=allow_unfinished,
     )
     try:
         with progress_display(console) as progress:

@@ -72,6 +72,13 @@ class Built(NamedTuple):
     line: bytes
 
 
+class Orphan(NamedTuple):
+    """A point that belongs to no entry, and why: ``no_entry_id``, or ``bad_entry_id`` (not text or a number)."""
+
+    point_id: PointId
+    reason: str
+
+
 class Row(NamedTuple):
     """A kept problem in a split: its row id (the order rows are written in) and its entry."""
 
@@ -105,7 +112,7 @@ class ExportState:
     pieces: dict[str, list[PointPiece]] = field(default_factory=dict)
     built: dict[str, Built | Rejected] = field(default_factory=dict)
     filtered_entries: set[str] = field(default_factory=set)
-    orphans: list[PointId] = field(default_factory=list)
+    orphans: list[Orphan] = field(default_factory=list)
     # Filled by finish_export:
     rows: dict[str, list[Row]] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
@@ -206,19 +213,38 @@ def build_entry(state: ExportState, entry_id: str, points: list[PointPiece]) -> 
     problem = assemble_problem(entry_id, [point.piece for point in points])
     if isinstance(problem, Rejected):
         return problem
-    key = question_key(problem.question)
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    row_id = digest.hex()[:16]
-    return Built(digest, split_bucket(key), row_id, problem_line(problem, row_id, state.system_json))
+    try:
+        key = question_key(problem.question)
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        row_id = digest.hex()[:16]
+        return Built(digest, split_bucket(key), row_id, problem_line(problem, row_id, state.system_json))
+    except UnicodeEncodeError as err:
+        return Rejected(entry_id, "invalid_unicode", f"a character that is not valid UTF-8 ({err.object[err.start]!a})")
 
 
-def _entry_of(entry_id: Any, chunk_id: Any) -> str | None:
-    """The entry a point belongs to: its ``entry_id``, else the ``<entry_id>`` of its ``chunk_id``."""
+def _entry_of(entry_id: Any, chunk_id: Any) -> tuple[str | None, str | None]:
+    """The entry a point belongs to (its ``entry_id``, else the ``<entry_id>`` of its ``chunk_id``),
+    or None and why not (an ``Orphan`` reason)."""
     if entry_id is not None and entry_id != "":
-        return str(entry_id)
+        if (type(entry_id) is int or type(entry_id) is str) and _is_utf8(str(entry_id)):
+            return str(entry_id), None
+        return None, "bad_entry_id"
     if isinstance(chunk_id, str) and "_" in chunk_id:
-        return chunk_id.rsplit("_", 1)[0] or None
-    return None
+        entry = chunk_id.rsplit("_", 1)[0]
+        if entry:
+            return (entry, None) if _is_utf8(entry) else (None, "bad_entry_id")
+    return None, "no_entry_id"
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (a crawl can carry lone surrogates such as \\udcff)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Prepared(NamedTuple):
@@ -231,6 +257,7 @@ class Prepared(NamedTuple):
     type: Any
     grade_id: Any
     entry: str | None
+    orphan: str | None  # why ``entry`` is None
     piece: Piece
     built: Built | Rejected | None
 
@@ -247,19 +274,19 @@ def prepare_points(state: ExportState, points: Iterable[PointFields]) -> list[Pr
     for point_id, type_, grade_id, entry_id, chunk_id, content, topic in points:
         type_ok = types is None or (type(type_) is str and type_ in types)
         grade_ok = grades is None or (type(grade_id) is str and grade_id in grades)
-        entry = _entry_of(entry_id, chunk_id)
+        entry, orphan = _entry_of(entry_id, chunk_id)
         piece = Piece(chunk_id, content, grade_id if grade_id is not None else "", topic)
         built = None
         if type_ok and grade_ok and entry is not None and not chunk_id:
             built = build_entry(state, entry, [PointPiece(point_id, piece)])
-        append(Prepared(point_id, type_ok, grade_ok, type_, grade_id, entry, piece, built))
+        append(Prepared(point_id, type_ok, grade_ok, type_, grade_id, entry, orphan, piece, built))
     return prepared
 
 
 def add_prepared(state: ExportState, prepared: Iterable[Prepared]) -> None:
     """Count and group prepared points; keep a whole point's problem unless its entry has more points."""
     pieces, built = state.pieces, state.built
-    for point_id, type_ok, grade_ok, type_, grade_id, entry, piece, problem in prepared:
+    for point_id, type_ok, grade_ok, type_, grade_id, entry, orphan, piece, problem in prepared:
         state.points_read += 1
         if type_ok:
             state.type_matches += 1
@@ -275,7 +302,7 @@ def add_prepared(state: ExportState, prepared: Iterable[Prepared]) -> None:
                 state.filtered_entries.add(entry)
             continue
         if entry is None:
-            state.orphans.append(point_id)
+            state.orphans.append(Orphan(point_id, orphan))
             continue
         group = pieces.get(entry)
         if group is None:
@@ -379,9 +406,9 @@ def finish_export(
             duplicates.append((other, digest))
         else:
             duplicates.append((entry, digest))
-    for point_id in state.orphans:
-        rejected["no_entry_id"] += 1
-        rejects.append(Rejected(f"point:{point_id}", "no_entry_id"))
+    for orphan in state.orphans:
+        rejected[orphan.reason] += 1
+        rejects.append(Rejected(f"point:{orphan.point_id}", orphan.reason))
     rejects.sort(key=lambda r: r.entry_id)
     rows: dict[str, list[Row]] = {name: [] for name in SPLITS}
     split_of: dict[bytes, str] = {}

@@ -220,6 +220,8 @@ def assemble_problem(entry_id: str, pieces: list[Piece]) -> Problem | Rejected:
 def _whole_problem(entry_id: str, piece: Piece) -> Problem | Rejected:
     """Split, clean and check the full text of one problem (its chunks already joined)."""
     content, grade_id = piece.content, piece.grade_id
+    if grade_id is not None and type(grade_id) not in (str, int):
+        return Rejected(entry_id, "bad_grade_id", f"grade_id is a {type(grade_id).__name__}")
     if not content.strip():
         return Rejected(entry_id, "empty_content")
     raw_question, raw_solution = split_content(content)

@@ -52,7 +52,7 @@ from dataprep.export import (
     write_splits,
 )
 from dataprep.splits import SPLIT_SALT, check_fractions
-from mathpal_train.atomic_files import staged_dir
+from mathpal_train.atomic_files import check_writable, staged_dir
 
 # Points per message to the worker: small enough that it starts on a page before the
 # page is fully sent, large enough that pickling overhead stays negligible.
@@ -103,6 +103,7 @@ def check_out_dir(out: Path) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file: pass a folder")
+    check_writable(out)
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         raise ExportError(
             f"--out {out} is a folder that holds no previous export (no manifest.json), and an export "
@@ -149,7 +150,7 @@ def _worker_main(inbox: Any, outbox: Any, spare: list[Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     gc.disable()  # no cycles in an export's data, and a collection would walk all of it again and again
     box: dict[str, Any] = {}
-    error: str | None = None
+    error: tuple | None = None
     while True:
         try:
             message = inbox.recv()
@@ -163,11 +164,13 @@ def _worker_main(inbox: Any, outbox: Any, spare: list[Any]) -> None:
         if error is None:
             try:
                 reply = _handle(box, message)
+            except OSError as err:  # a full or read-only disk: the parent names the path in one line
+                error = ("oserror", err.errno, err.strerror, err.filename)
             except BaseException:  # reported to the parent at the next reply
-                error = traceback.format_exc()
+                error = ("error", traceback.format_exc())
         if message[0] in _REPLIES:
             try:
-                outbox.send(("error", error) if error else ("ok", reply))
+                outbox.send(error if error else ("ok", reply))
             except (BrokenPipeError, OSError):
                 return
 
@@ -252,13 +255,15 @@ class _Engine:
             return _handle(self.box, message)
         self.outgoing.put(message)
         try:
-            status, reply = self.from_worker.recv()
+            status, *reply = self.from_worker.recv()
         except (EOFError, OSError):
             self.process.join(timeout=5)
             raise RuntimeError(f"the prepare-data worker stopped (exit code {self.process.exitcode})") from None
+        if status == "oserror":
+            raise OSError(*reply)
         if status == "error":
-            raise RuntimeError(f"the prepare-data worker failed:\n{reply}")
-        return reply
+            raise RuntimeError(f"the prepare-data worker failed:\n{reply[0]}")
+        return reply[0]
 
     def close(self, abort: bool = False) -> None:
         """Stop the worker: politely after a finished export, at once after a failure or Ctrl-C."""

@@ -10,6 +10,7 @@ errors a user can fix (no server, no store, store in use, no collection) become 
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.error
 import urllib.request
@@ -29,6 +30,8 @@ DEFAULT_SERVER_PORT = 6333
 # instead of waiting for the client's own (longer) timeout on every call.
 PROBE_TIMEOUT_S = 4.0
 CLIENT_TIMEOUT_S = 60
+# The probe reads at most this much of the reply (a collection list is small).
+PROBE_MAX_BYTES = 1 << 20
 # The message qdrant-client's local mode raises when another process holds the store's lock.
 _LOCKED_MARK = "already accessed by another instance"
 # The file a local store keeps its collections' configuration in (qdrant_client.local.qdrant_local).
@@ -121,8 +124,10 @@ def probe_server(url: str, timeout: float | None = None) -> None:
     """Fail fast, with the URL (never the key), if no Qdrant server answers at ``url``.
 
     qdrant-client would retry and wait for its own timeout on the first call; one HTTP
-    request with a short timeout tells an unreachable server apart in seconds.  Any HTTP
-    answer counts as reachable, except 401/403, which mean the API key is wrong.
+    request with a short timeout tells an unreachable server apart in seconds.  The request
+    is the collection list, so a reply that is not JSON (a web page, a proxy's error page)
+    is refused here too, instead of failing deep inside the client.  An HTTP error status
+    counts as reachable (the export then names it), except 401/403: the API key is wrong.
     """
     timeout = PROBE_TIMEOUT_S if timeout is None else timeout
     where = describe_source(None, url)
@@ -136,8 +141,20 @@ def probe_server(url: str, timeout: float | None = None) -> None:
     root = f"{parts.scheme}://{parts.hostname}:{port}{parts.path.rstrip('/')}/"
     headers = {"api-key": os.environ["QDRANT_API_KEY"]} if os.environ.get("QDRANT_API_KEY") else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(root, headers=headers), timeout=timeout):
-            return
+        with urllib.request.urlopen(
+            urllib.request.Request(root + "collections", headers=headers), timeout=timeout
+        ) as r:
+            body = r.read(PROBE_MAX_BYTES)
+            kind = r.headers.get_content_type()
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise SourceError(
+                f"Qdrant server {where} answered, but not with Qdrant's JSON API (got {kind}): check --qdrant-url"
+            )
+        return
     except urllib.error.HTTPError as err:
         if err.code in (401, 403):
             raise SourceError(

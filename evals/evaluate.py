@@ -30,6 +30,8 @@ from evals.generate import Generation, generate_answers, load_model
 from evals.metrics import METRICS, aggregate, score_answer
 from evals.report import write_report
 from evals.stats import compare_paired
+from mathpal_train.atomic_files import WriteError, check_writable, sweep_killed
+from mathpal_train.run_state import adapter_problem
 
 # The fields of one prediction (the input of ``mathpal score``, and what ``eval`` produces).
 REQUIRED_FIELDS = ("question", "answer", "prediction")
@@ -49,9 +51,16 @@ class EvalSettings:
     max_new_tokens: int = 256
     report_dir: Path | None = None
     comet: bool = True
+    # Grade an adapter folder that was not marked finished (an interrupted run's weights).
+    allow_unfinished: bool = False
 
 
 # --------------------------------------------------------------------------- inputs
+
+
+def report_path(report_dir: Path | None, run: str = "run") -> Path:
+    """Where a report goes: ``report_dir``, or ``reports/<run>`` by default."""
+    return Path(report_dir or Path("reports") / run)
 
 
 def check_settings(settings: EvalSettings) -> None:
@@ -59,14 +68,17 @@ def check_settings(settings: EvalSettings) -> None:
     data, adapter = Path(settings.data), settings.adapter
     if not data.is_file():
         raise ValueError(f"{data} does not exist: run `mathpal prepare-data` first")
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise ValueError(f"--adapter {adapter} has no adapter_config.json: pass the output_dir of a finished LoRA run")
+    if adapter is not None:
+        problem = adapter_problem(Path(adapter))
+        if problem and not (settings.allow_unfinished and "--allow-unfinished" in problem):
+            raise ValueError(f"--adapter {problem}")
     if settings.baseline and adapter is None:
         raise ValueError("--baseline compares the model with and without its adapter: pass --adapter too")
     if not Path(settings.model).exists() and "/" not in settings.model:
         raise ValueError(
             f"--model {settings.model} is neither a folder nor a hub id: run `mathpal tiny-model` or pass org/name"
         )
+    check_writable(report_path(settings.report_dir))
 
 
 def check_predictions_file(path: Path) -> None:
@@ -289,7 +301,9 @@ def report_predictions(
     run = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     samples = score_predictions(predictions)
     metrics = summarise(samples, run, header)
-    report_dir = Path(report_dir or Path("reports") / run)
+    if report_dir is None:  # reports/<time>: no later write has this name, so tidy after killed ones here
+        sweep_killed(report_path(None, run), every_name=True)
+    report_dir = report_path(report_dir, run)
     comet_params = {"command": header.get("command", ""), "data": header.get("data", ""), **(params or {})}
 
     def add_comet(staging: Path) -> None:
@@ -305,6 +319,8 @@ def report_predictions(
                 assets=[staging / "metrics.json", staging / "samples.jsonl", staging / "report.md"],
                 chart=staging / CHART_FILE,
             )
+        except WriteError as error:  # the disk, not Comet: the report cannot be written whole either
+            raise WriteError(f"cannot write {report_dir}: {error}") from None
         except Exception as error:  # a broken Comet must not cost the report
             shutil.rmtree(staging / "comet", ignore_errors=True)
             warn(f"CometML logging failed ({type(error).__name__}: {error}); the report is written without it")
@@ -388,6 +404,7 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
 def run_score(path: Path, report_dir: Path | None = None, comet: bool = True) -> tuple[Path, dict[str, Any]]:
     """Grade the predictions in a JSONL file exactly as ``run_eval`` grades generated ones."""
     check_predictions_file(path)
+    check_writable(report_path(report_dir))
     predictions = read_predictions(path)
     header = {"command": "score", "model": None, "adapter": None, "data": str(path)}
     return report_predictions(predictions, header, report_dir, comet)

@@ -131,16 +131,25 @@ def start_experiment(
 
 
 def end_experiment(run: CometRun) -> Path | None:
-    """End the experiment; for an offline run, return the archive it wrote (``<key>.zip``)."""
+    """End the experiment; for an offline run, return the archive it wrote (``<key>.zip``).
+
+    comet_ml reports a failed archive write (a full disk) only in its log, so the archive is
+    read back here: a missing or unreadable one is a ``WriteError``, never a silent success.
+    """
+    from mathpal_train.atomic_files import WriteError
+
     key = run.experiment.get_key()
     run.experiment.end()
     if run.online:
         return None
     archive = run.offline_dir / f"{key}.zip"
-    if archive.is_file():
-        return archive
-    archives = sorted(run.offline_dir.glob("*.zip"), key=lambda p: p.stat().st_mtime)
-    return archives[-1] if archives else None
+    if not archive.is_file():
+        raise WriteError(f"comet_ml wrote no offline archive {archive.name} (is the disk full?)")
+    try:
+        _archive_messages(archive)
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError):
+        raise WriteError(f"the Comet offline archive {archive.name} is incomplete (is the disk full?)") from None
+    return archive
 
 
 def flatten_metrics(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -155,17 +164,26 @@ def flatten_metrics(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def job_env(env: dict[str, str], output_dir: Path) -> dict[str, str]:
-    """Comet settings for a training job (Axolotl's callback): offline into ``output_dir/comet``
-    when there is no API key.
+def job_env(
+    env: dict[str, str], output_dir: Path, probe_timeout: float = COMET_PROBE_TIMEOUT_S
+) -> tuple[dict[str, str], str | None]:
+    """Comet settings for a training job (Axolotl's callback), and why it went offline if a key was set.
 
-    Without a key comet_ml's default (online) makes Axolotl's Comet callback fail at start;
-    an offline archive can be uploaded later with ``comet upload``. A ``COMET_START_ONLINE``
-    the user set is theirs to keep.
+    Offline into ``output_dir/comet`` when there is no API key, or when the key's server does
+    not answer the probe: comet_ml would retry for ~30 s at start, print "Your experiment
+    will not be logged" and drop the run's metrics. An archive is uploaded later with
+    ``comet upload``. A ``COMET_START_ONLINE`` the user set is theirs to keep.
     """
-    if env.get("COMET_API_KEY") or "COMET_START_ONLINE" in env:
-        return {}
-    return {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": str(Path(output_dir) / "comet")}
+    offline = {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": str(Path(output_dir) / "comet")}
+    if "COMET_START_ONLINE" in env:
+        return {}, None
+    if not env.get("COMET_API_KEY"):
+        return offline, None
+    url = comet_server_url()  # the job inherits this process's Comet configuration
+    why = probe_server(url, probe_timeout)
+    if why is None:
+        return {}, None
+    return offline, f"server {url} unreachable within {probe_timeout:g} s ({why})"
 
 
 # --------------------------------------------------------------------------- reading an archive back

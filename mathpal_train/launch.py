@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mathpal_train import comet
-from mathpal_train.recipes import load_recipe, parse_set, resolve_recipe, write_resolved_recipe
+from mathpal_train.atomic_files import check_writable
+from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, parse_set, resolve_recipe, write_resolved_recipe
 
 # Where `mathpal train` copies the job's output, inside the recipe's output_dir.
 TRAINING_LOG = Path("logs") / "training.log"
@@ -26,6 +27,8 @@ DEEPSPEED_PRESETS = {"zero1": "zero1.json", "zero2": "zero2.json", "zero3": "zer
 # Several GPUs and no choice made: ZeRO-2 shards optimizer state and gradients.
 DEFAULT_MULTI_GPU_PRESET = "zero2"
 DEFAULT_MAIN_PROCESS_PORT = 29500
+# After SIGINT/SIGTERM, how long the job may take to save and exit before it is killed.
+STOP_GRACE_S = 20.0
 
 # Environment the launched job always gets: Axolotl sends telemetry unless told not to.
 LAUNCH_ENV = {"AXOLOTL_DO_NOT_TRACK": "1"}
@@ -185,6 +188,7 @@ def prepare_run(recipe: Path, plan: LaunchPlan, flags: list[tuple[str, Any]], se
     if "output_dir" not in resolved:
         raise LaunchError(f"recipe {recipe}: output_dir is missing: add one so checkpoints have a home")
     validate_recipe(resolved, recipe, max(plan.gpus, 1) * plan.num_machines)
+    check_writable(Path(resolved["output_dir"]) / RESOLVED_RECIPE_NAME)
     resolved_path = write_resolved_recipe(resolved, Path(resolved["output_dir"]))
     return PreparedRun(build_launch_argv(resolved_path, plan), resolved_path, resolved, applied)
 
@@ -192,28 +196,63 @@ def prepare_run(recipe: Path, plan: LaunchPlan, flags: list[tuple[str, Any]], se
 def run_logged(argv: list[str], env: dict[str, str], log_path: Path) -> int:
     """Run ``argv``, copying its output to the console and to ``log_path``; return its exit code.
 
-    Ctrl-C and SIGTERM are passed on to the job (accelerate forwards them to the
-    workers), so a stopped run stops cleanly and leaves its last checkpoint.
+    The job gets a process group of its own, and SIGINT or SIGTERM to this process goes to
+    the whole group: sent to ``accelerate`` alone, the worker it started is reparented to
+    init and trains on. Axolotl saves on SIGINT; whatever still runs ``STOP_GRACE_S`` after
+    the first stop (or at a second one) is killed, and so is anything the job leaves behind
+    when it ends. After a stop the return is 128 + the signal number, whatever the job
+    returned (Axolotl exits 0 after its SIGINT save), so a scheduler sees the run was stopped.
     """
     import signal
     import subprocess
+    import threading
+
+    stops: list[int] = []
+    proc: subprocess.Popen | None = None
+    killer = threading.Timer(STOP_GRACE_S, lambda: _signal_group(proc, signal.SIGKILL))
+    killer.daemon = True
+
+    def stop(signum: int, _frame) -> None:
+        stops.append(signum)
+        if len(stops) == 1:
+            killer.start()
+            _signal_group(proc, signum)
+        else:
+            _signal_group(proc, signal.SIGKILL)
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        previous = {
-            sig: signal.signal(sig, lambda s, _f: proc.send_signal(s)) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
+    # Handlers first: a child must not inherit an ignored SIGINT from our parent, and a stop
+    # that arrives while the job starts must still reach it.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            if stops:
+                _signal_group(proc, stops[0])
             assert proc.stdout is not None
             for chunk in iter(lambda: proc.stdout.read1(65536), b""):
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
                 log.write(chunk)
-            return proc.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        killer.cancel()
+        _signal_group(proc, signal.SIGKILL)  # nothing of the job outlives it
+    return 128 + stops[0] if stops else code
+
+
+def _signal_group(proc, signum: int) -> None:
+    """Send ``signum`` to the job's process group (its leader's pid), if it still exists."""
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def launch_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -223,11 +262,31 @@ def launch_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def job_env(output_dir: Path, debug: bool = False) -> dict[str, str]:
-    """The full environment of a training job: telemetry off, Comet offline without a key,
-    and Axolotl's debug logging when asked."""
+def job_env(output_dir: Path, debug: bool = False) -> tuple[dict[str, str], str | None]:
+    """The full environment of a training job (telemetry off, Comet offline without a reachable
+    server, Axolotl's debug logging when asked), and why Comet went offline when a key was set."""
     env = launch_env()
-    env.update(comet.job_env(env, Path(output_dir)))
+    comet_settings, fallback = comet.job_env(env, Path(output_dir))
+    env.update(comet_settings)
     if debug:
         env["AXOLOTL_LOG_LEVEL"] = "DEBUG"
-    return env
+    return env, fallback
+
+
+def prepare_job(run: PreparedRun, debug: bool = False) -> tuple[dict[str, str], list[str]]:
+    """What comes right before the launch: the job's environment, and one line for each thing the
+    user should know (incomplete checkpoints set aside so the run resumes, Comet gone offline)."""
+    from mathpal_train.run_state import set_aside_incomplete
+
+    notes = [
+        f"{src} is an incomplete checkpoint (its save was interrupted): moved to {dst}; resuming from the "
+        "last complete one"
+        for src, dst in set_aside_incomplete(run.output_dir)
+    ]
+    env, fallback = job_env(run.output_dir, debug)
+    if fallback:
+        notes.append(
+            f"CometML {fallback}: this run logs to the offline archive {run.output_dir / 'comet'} "
+            "(upload it with `comet upload`)"
+        )
+    return env, notes

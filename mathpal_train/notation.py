@@ -61,6 +61,8 @@ _LABEL_RE = re.compile(r"(?<![^\W_])đáp[^\S\n]*(?:số|án)(?![^\W_])", re.IGN
 _AFTER_LABEL_RE = re.compile(r"[*_\s]*(?:(?P<la>là)(?![^\W_])[*_\s]*)?(?P<colon>[:：])?[*_\s]*", re.IGNORECASE)
 # What may come before a bare label on its line: list/quote/heading markers, emphasis, "Vậy".
 _LINE_OPENING_RE = re.compile(r"[\s>#+\-*_]*(?:vậy[,\s]\s*[*_]*)?", re.IGNORECASE)
+# Characters no answer is written with (NUL and the other C0 controls a broken crawl can carry).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # A bare label's answer must start like a number: "Đáp số 12", not "Đáp số của bài ...".
 _NUMBER_START_RE = re.compile(r"[-\u2212\u2013]?\s*[0-9$\\]")
 
@@ -79,8 +81,8 @@ def _after_label(line: str) -> str | None:
 
 
 def _clean_answer(text: str) -> str:
-    """An answer without markdown emphasis and closing punctuation (``**12 kg**.`` → ``12 kg``)."""
-    text = text.replace("**", "").replace("__", "")
+    """An answer without markdown emphasis, control characters and closing punctuation (``**12 kg**.`` → ``12 kg``)."""
+    text = _CONTROL_RE.sub("", text.replace("**", "").replace("__", ""))
     return text.strip().strip("*_").strip().rstrip(".;").strip()
 
 

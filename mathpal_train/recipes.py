@@ -50,6 +50,12 @@ def load_recipe(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"recipe {path} does not exist: pass a file under recipes/") from None
+    except IsADirectoryError:
+        raise ValueError(f"recipe {path} is a folder: pass a recipe file such as recipes/production.yml") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"recipe {path} is not UTF-8 text (byte {err.start}): pass a YAML recipe file") from None
+    except OSError as err:
+        raise ValueError(f"recipe {path} cannot be read: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -19,7 +19,7 @@ from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
 from evals.evaluate import EvalSettings, run_eval
 from evals.report import summary_items
 from mathpal_train.demo.points import seed_collection
-from mathpal_train.launch import job_env, plan_launch, prepare_run, run_logged
+from mathpal_train.launch import plan_launch, prepare_job, prepare_run, run_logged
 from mathpal_train.terminal import echo, progress_display
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR, corpus_texts, write_tiny_model
 from mathpal_train.train_log import eval_loss_history
@@ -92,7 +92,9 @@ def _tiny_model(console: Console) -> None:
 def _train(console: Console, recipe: Path, max_steps: int | None) -> Path:
     run = prepare_run(recipe, plan_launch(0), [("max_steps", max_steps)] if max_steps else [], [])
     echo(console, " ".join(run.argv))
-    code = run_logged(run.argv, job_env(run.output_dir), run.log_path)
+    env, notes = prepare_job(run)
+    echo(console, *(f"warning: {note}" for note in notes))
+    code = run_logged(run.argv, env, run.log_path)
     if code != 0:
         raise DemoError(f"training exited with status {code}: see the Axolotl log above")
     return run.output_dir

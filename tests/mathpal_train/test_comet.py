@@ -5,6 +5,7 @@ No network: "servers" are sockets on 127.0.0.1 that this test opens (or a port i
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import threading
@@ -51,12 +52,14 @@ def test_probe_says_why_a_server_is_unreachable():
         assert time.perf_counter() - started < 3
 
 
-def test_probe_accepts_a_server_that_answers_its_health_ping():
-    paths: list[str] = []
+@contextlib.contextmanager
+def ping_server(paths: list[str] | None = None):
+    """A local HTTP server that answers Comet's health ping; yields its clientlib URL."""
 
     class Ping(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's naming
-            paths.append(self.path)
+            if paths is not None:
+                paths.append(self.path)
             self.send_response(200 if self.path.endswith("/health/ping") else 404)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -68,10 +71,16 @@ def test_probe_accepts_a_server_that_answers_its_health_ping():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        assert probe_server(f"http://127.0.0.1:{server.server_address[1]}/clientlib/", timeout=5) is None
+        yield f"http://127.0.0.1:{server.server_address[1]}/clientlib/"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_probe_accepts_a_server_that_answers_its_health_ping():
+    paths: list[str] = []
+    with ping_server(paths) as url:
+        assert probe_server(url, timeout=5) is None
     assert paths == ["/clientlib/health/ping"]
 
 
@@ -97,6 +106,18 @@ def test_a_key_with_an_unreachable_server_goes_offline_with_the_reason(tmp_path,
 
 
 def test_a_training_job_logs_offline_into_its_output_dir_without_a_key():
-    assert job_env({}, Path("out")) == {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": "out/comet"}
-    assert job_env({"COMET_API_KEY": "k"}, Path("out")) == {}
-    assert job_env({"COMET_START_ONLINE": "1"}, Path("out")) == {}
+    offline = {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": "out/comet"}
+    assert job_env({}, Path("out")) == (offline, None)
+    assert job_env({"COMET_START_ONLINE": "1"}, Path("out")) == ({}, None)
+
+
+def test_a_training_job_with_a_key_goes_online_only_when_the_server_answers(monkeypatch):
+    monkeypatch.setenv("COMET_API_KEY", "k")
+    with ping_server() as url:
+        monkeypatch.setenv("COMET_URL_OVERRIDE", url)
+        assert job_env({"COMET_API_KEY": "k"}, Path("out")) == ({}, None)
+    closed = f"http://127.0.0.1:{closed_port()}/clientlib/"
+    monkeypatch.setenv("COMET_URL_OVERRIDE", closed)
+    settings, why = job_env({"COMET_API_KEY": "k"}, Path("out"), probe_timeout=5)
+    assert settings == {"COMET_START_ONLINE": "0", "COMET_OFFLINE_DIRECTORY": "out/comet"}
+    assert why == f"server {closed} unreachable within 5 s (ConnectionError)"

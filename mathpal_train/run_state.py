@@ -1,0 +1,204 @@
+"""What a training run leaves in its ``output_dir``, and whether it can be trusted.
+
+Long runs are stopped by schedulers, Ctrl-C, pre-emption and full disks, and each stop
+leaves something behind that looks more finished than it is:
+
+* a kill during a checkpoint save leaves a ``checkpoint-N`` without its trainer state;
+  Axolotl resumes from the highest-numbered checkpoint and fails on it, every time.
+  ``set_aside_incomplete`` moves such folders out of the way (``incomplete-checkpoint-N``,
+  never deleted) so the next run resumes from the last complete one;
+* on SIGINT Axolotl saves the current weights as the output folder's adapter, which
+  looks exactly like a finished run's. ``RunStatePlugin`` writes ``mathpal_run.json``
+  (``FINISHED_MARKER``) as the very last thing a run that trained to the end does, with
+  the sha256 of the adapter it saved; ``adapter_problem`` trusts an adapter folder only
+  when that marker matches its weights.
+
+A checkpoint is complete when its ``trainer_state.json`` parses: the Hugging Face trainer
+writes it after the weights, the optimizer and the RNG state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mathpal_train.atomic_files import write_text_atomic
+
+FINISHED_MARKER = "mathpal_run.json"
+TRAINER_STATE = "trainer_state.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+INCOMPLETE_PREFIX = "incomplete-"
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    suffix = path.name.removeprefix("checkpoint-")
+    return int(suffix) if path.name.startswith("checkpoint-") and suffix.isdigit() else None
+
+
+def checkpoint_state(folder: Path) -> dict[str, Any] | None:
+    """The trainer state of a complete checkpoint folder; None when the save did not finish."""
+    try:
+        state = json.loads((Path(folder) / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and "global_step" in state else None
+
+
+def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every ``checkpoint-N`` in ``output_dir``, in step order."""
+    if not Path(output_dir).is_dir():
+        return []
+    found = [(_checkpoint_step(p), p) for p in Path(output_dir).iterdir() if p.is_dir()]
+    return sorted((step, p) for step, p in found if step is not None)
+
+
+def set_aside_incomplete(output_dir: Path) -> list[tuple[Path, Path]]:
+    """Move every incomplete ``checkpoint-N`` to ``incomplete-checkpoint-N`` (``.2``, ``.3`` … if taken).
+
+    Returns ``(from, to)`` of each move. Nothing is deleted: a user who wants the partial
+    files still has them. The new name is outside the ``checkpoint-*`` pattern, so neither
+    Axolotl's resume nor the trainer's checkpoint rotation sees it.
+    """
+    moved = []
+    for _, folder in checkpoints(output_dir):
+        if checkpoint_state(folder) is not None:
+            continue
+        target = folder.with_name(INCOMPLETE_PREFIX + folder.name)
+        n = 1
+        while target.exists():
+            n += 1
+            target = folder.with_name(f"{INCOMPLETE_PREFIX}{folder.name}.{n}")
+        os.replace(folder, target)
+        moved.append((folder, target))
+    return moved
+
+
+def _weights(folder: Path) -> Path | None:
+    return next((Path(folder) / name for name in ADAPTER_WEIGHTS if (Path(folder) / name).is_file()), None)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def adapter_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a finished run's adapter (one line, with what to do), or None when it is.
+
+    A finished run's ``output_dir`` (its marker matches the weights) and a complete
+    ``checkpoint-N`` are both fine to evaluate; anything else is an interrupted or broken run.
+    """
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file():
+        return f"{folder} has no adapter_config.json: pass the output_dir of a finished LoRA run"
+    weights = _weights(folder)
+    if weights is None or weights.stat().st_size == 0:
+        return (
+            f"{folder} has adapter_config.json but no adapter weights ({ADAPTER_WEIGHTS[0]}): the run stopped "
+            "before saving them; rerun `mathpal train` on its recipe to resume it"
+        )
+    if _checkpoint_step(folder) is not None:
+        if checkpoint_state(folder) is None:
+            return f"{folder} is an incomplete checkpoint (its save did not finish): pass an earlier checkpoint"
+        return None
+    marker = read_marker(folder)
+    last = checkpoints(folder)
+    where = f" (last checkpoint: {last[-1][1].name})" if last else ""
+    if marker is None and not _is_training_output(folder):
+        return None  # an adapter saved by other means (PEFT, the hub): nothing says it was interrupted
+    if marker is None:
+        return (
+            f"{folder} is a training run that was not marked finished (no {FINISHED_MARKER}){where}: it was "
+            "interrupted, or its recipe lacks mathpal_train.run_state.RunStatePlugin; rerun `mathpal train` on "
+            "its recipe to finish it, or pass --allow-unfinished to use these weights"
+        )
+    if marker.get("adapter_sha256") != file_sha256(weights):
+        return (
+            f"{folder}'s weights changed after the run finished at step {marker.get('global_step')} (an "
+            f"interrupted rerun saved over them){where}: rerun `mathpal train` on its recipe, "
+            "or pass --allow-unfinished to use them anyway"
+        )
+    return None
+
+
+def _is_training_output(folder: Path) -> bool:
+    """Whether ``folder`` is a training run's ``output_dir`` (what ``mathpal train`` and Axolotl write there)."""
+    return any((folder / name).exists() for name in ("recipe.resolved.yml", "debug.log")) or bool(checkpoints(folder))
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((Path(folder) / FINISHED_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("finished") is True else None
+
+
+def write_marker(output_dir: Path, global_step: int, max_steps: int | None) -> Path | None:
+    """Write ``FINISHED_MARKER`` for the adapter now in ``output_dir``; None when there is no adapter yet."""
+    weights = _weights(output_dir)
+    if weights is None:
+        return None
+    record = {
+        "finished": True,
+        "global_step": global_step,
+        "max_steps": max_steps,
+        "adapter": weights.name,
+        "adapter_sha256": file_sha256(weights),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return write_text_atomic(Path(output_dir) / FINISHED_MARKER, json.dumps(record, indent=2) + "\n")
+
+
+def _is_main_process(cfg) -> bool:
+    return int(os.environ.get("RANK", cfg.local_rank or 0) or 0) == 0
+
+
+def __getattr__(name: str):
+    """``RunStatePlugin``, defined on first use: it subclasses Axolotl's ``BasePlugin``, and importing
+    Axolotl takes seconds that ``mathpal eval`` (which only reads markers) should not pay."""
+    if name != "RunStatePlugin":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from axolotl.integrations.base import BasePlugin
+
+    class RunStatePlugin(BasePlugin):
+        """Marks a run finished, last: ``plugins: [mathpal_train.run_state.RunStatePlugin]``.
+
+        Axolotl calls ``post_train`` right after the training loop and again once the adapter,
+        tokenizer and model card are saved. The marker is written at the call that finds the
+        adapter saved after the loop ended, so a run stopped anywhere before that (SIGINT's
+        emergency save included, which never reaches ``post_train``) has none. A marker from
+        an earlier run is removed when training starts.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.trainer = None
+            self.loop_ended_at: float | None = None
+
+        def post_trainer_create(self, cfg, trainer) -> None:
+            self.trainer = trainer
+            if _is_main_process(cfg):
+                (Path(cfg.output_dir) / FINISHED_MARKER).unlink(missing_ok=True)
+
+        def post_train(self, cfg, model) -> None:
+            if not _is_main_process(cfg):
+                return
+            if self.loop_ended_at is None:
+                self.loop_ended_at = time.time()
+                return
+            weights = _weights(Path(cfg.output_dir))
+            if weights is None or weights.stat().st_mtime < self.loop_ended_at - 1:
+                return
+            step = self.trainer.state.global_step if self.trainer is not None else -1
+            write_marker(Path(cfg.output_dir), step, cfg.max_steps)
+
+    globals()["RunStatePlugin"] = RunStatePlugin
+    return RunStatePlugin

@@ -1,0 +1,93 @@
+"""What a run leaves behind: complete and incomplete checkpoints, the finished marker, which adapters to trust."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mathpal_train.run_state import (
+    FINISHED_MARKER,
+    adapter_problem,
+    checkpoint_state,
+    set_aside_incomplete,
+    write_marker,
+)
+
+
+def adapter(folder, weights: bytes = b"w" * 64):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text("{}")
+    if weights is not None:
+        (folder / "adapter_model.safetensors").write_bytes(weights)
+    return folder
+
+
+def checkpoint(output, step: int, state: str | None = '{"global_step": %d}'):
+    folder = adapter(output / f"checkpoint-{step}")
+    (folder / "tokens_state.json").write_text("{}")
+    if state is not None:
+        (folder / "trainer_state.json").write_text(state % step if "%d" in state else state)
+    return folder
+
+
+# The moments a save can be killed at: before the weights, before the trainer state, in the middle of it.
+PARTIAL = {
+    "tokens only": lambda folder: (folder.mkdir(), (folder / "tokens_state.json").write_text("{}")),
+    "weights, no state": lambda folder: adapter(folder),
+    "half-written state": lambda folder: (adapter(folder), (folder / "trainer_state.json").write_text('{"glob')),
+}
+
+
+@pytest.mark.parametrize("moment", sorted(PARTIAL))
+def test_an_interrupted_save_is_moved_aside_and_the_complete_ones_stay(tmp_path, moment):
+    checkpoint(tmp_path, 10)
+    checkpoint(tmp_path, 20)
+    PARTIAL[moment](tmp_path / "checkpoint-30")
+    moved = set_aside_incomplete(tmp_path)
+    assert moved == [(tmp_path / "checkpoint-30", tmp_path / "incomplete-checkpoint-30")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-20", "incomplete-checkpoint-30"]
+    assert checkpoint_state(tmp_path / "checkpoint-20") == {"global_step": 20}
+    assert set_aside_incomplete(tmp_path) == []  # nothing left to move
+
+
+def test_a_second_interrupted_save_of_the_same_step_is_kept_too(tmp_path):
+    (tmp_path / "incomplete-checkpoint-30").mkdir()
+    PARTIAL["tokens only"](tmp_path / "checkpoint-30")
+    assert set_aside_incomplete(tmp_path) == [(tmp_path / "checkpoint-30", tmp_path / "incomplete-checkpoint-30.2")]
+
+
+def test_a_finished_runs_adapter_is_trusted_and_an_overwritten_one_is_not(tmp_path):
+    out = adapter(tmp_path / "run")
+    checkpoint(out, 30)
+    assert "not marked finished (no mathpal_run.json) (last checkpoint: checkpoint-30)" in adapter_problem(out)
+    (out / "debug.log").write_text("Axolotl's log of the run")
+    assert "--allow-unfinished" in adapter_problem(out)
+    write_marker(out, 40, 40)
+    assert json.loads((out / FINISHED_MARKER).read_text())["global_step"] == 40
+    assert adapter_problem(out) is None
+    (out / "adapter_model.safetensors").write_bytes(b"saved on SIGINT by a later run")
+    assert "weights changed after the run finished at step 40" in adapter_problem(out)
+
+
+def test_weightless_and_configless_folders_say_what_they_lack(tmp_path):
+    assert "has no adapter_config.json" in adapter_problem(tmp_path)
+    assert "no adapter weights (adapter_model.safetensors)" in adapter_problem(adapter(tmp_path / "a", weights=None))
+    assert "no adapter weights" in adapter_problem(adapter(tmp_path / "b", weights=b""))
+
+
+def test_a_complete_checkpoint_can_be_graded_an_incomplete_one_not(tmp_path):
+    assert adapter_problem(checkpoint(tmp_path, 10)) is None
+    assert "incomplete checkpoint" in adapter_problem(checkpoint(tmp_path, 20, state='{"glob'))
+
+
+def test_no_marker_without_an_adapter(tmp_path):
+    assert write_marker(tmp_path, 1, 1) is None and not (tmp_path / FINISHED_MARKER).exists()
+
+
+def test_an_adapter_saved_outside_a_training_run_is_trusted(tmp_path):
+    """A PEFT save or a hub download has no run around it that could have been interrupted."""
+    assert adapter_problem(adapter(tmp_path / "peft")) is None
+    run = adapter(tmp_path / "run")
+    (run / "debug.log").write_text("Axolotl's log of the run")
+    assert "was not marked finished" in adapter_problem(run)
