@@ -9,6 +9,12 @@ Hooks: ``pre_model_load`` patches both Gemma-3n forwards (class level, before th
 model exists), ``post_model_load`` reports what the loaded model runs and compiles its
 decoder layers if asked, ``post_trainer_create`` lets loss-only evaluation skip the
 logits too.
+
+What changes for the rest of the run: a training forward with labels returns
+``loss`` and ``logits=None`` (pass ``skip_logits=False`` to get logits anyway), and so
+does the Trainer's loss-only evaluation (``prediction_loss_only``, the default when no
+``compute_metrics`` is set, as in our recipes). Generation, and evaluation that asks
+for logits (Axolotl's benchmark and causal-LM-metric callbacks), are unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from torch import nn
 
 from mathpal_train.gemma3n_speed.args import Gemma3nSpeedArgs
 from mathpal_train.gemma3n_speed.compile import compile_decoder_layers
+from mathpal_train.gemma3n_speed.loss import liger_available
 from mathpal_train.gemma3n_speed.patch import FusedLossSettings, configure, is_patched, patch_gemma3n
 
 LOG = logging.getLogger("axolotl.mathpal.gemma3n_speed")
@@ -87,6 +94,8 @@ class Gemma3nSpeedPlugin(BasePlugin):
             configure(new)
             LOG.info("Gemma3nSpeedPlugin: gemma3n_fused_loss is off")
             return
+        if new.impl == "liger" and not liger_available():
+            raise ValueError("gemma3n_loss_impl: liger needs liger_kernel (and CUDA): install it, or use auto or torch")
         patched = patch_gemma3n(new)
         LOG.info(
             f"Gemma3nSpeedPlugin: fused loss patched into {', '.join(patched) or 'Gemma-3n (already)'} "

@@ -130,7 +130,6 @@ def test_table_has_a_time_to_first_step_column_and_survives_missing_numbers():
     assert table[4] == f"{'unsloth mb=16':<44} exit 1: unsloth is not installed here"
 
 
-@pytest.mark.slow
 def test_baseline_on_the_cpu_reports_its_time_to_first_step(tiny_model_dir, chat_examples):
     """The tiny model on the CPU (a smoke check of the code path, not a measurement)."""
     row = run_baseline(tiny_model_dir, chat_examples, micro_batch=2, steps=2, warmup=1, seq_len=128)
