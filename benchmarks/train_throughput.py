@@ -13,14 +13,24 @@ sample corpus (real Vietnamese solutions: realistic lengths, learnable). Then:
 - ``production``: ``recipes/production.yml`` as shipped, through ``mathpal train``
   with only the model path, step count, logging interval and output dir overridden
   (the data sits at the recipe's own ``data/`` path inside the work dir).
-- ``production:KEY=VALUE[,KEY=VALUE]``: the recipe with one change, for speed-ups.
+- ``production:KEY=VALUE[;KEY=VALUE]``: the recipe with one change, for speed-ups.
+- ``production+speed[:KEY=VALUE;…]``: the recipe with ``Gemma3nSpeedPlugin`` (the
+  fused Gemma-3n loss: no full-vocabulary logits), plus any changes.
+- ``--peer unsloth``: Unsloth's own stack on the same model, data and collator as the
+  baseline (``benchmarks/unsloth_peer.py``, in its own process; Unsloth is not a
+  dependency of this repository and is imported nowhere else).
 
 Per variant it prints tokens/s after warm-up (solution tokens, the ones trained
-on, as Axolotl counts them, and all real tokens), peak GPU memory, MFU, and the
-loss at the first and last step, as one table; ``--json`` writes it too.
+on, as Axolotl counts them, and all real tokens), peak GPU memory, MFU, the loss
+at the first and last step, and the time to the first step, as one table;
+``--json`` writes it too. Time to first step: from the row's process start
+(production rows, the Unsloth peer) or model-load start (the in-process baseline,
+imports already paid) to the end of its first optimizer step. A production row's
+includes Axolotl's step-0 evaluation (``eval_s`` in the JSON says how long it took)
+and, for the first production row only, tokenising the data into Axolotl's cache.
 
     python -m benchmarks.train_throughput --work /tmp/bench --steps 40 \\
-        --variants baseline,production --baseline-micro-batches 8 --json results.json
+        --variants baseline,production,production+speed --baseline-micro-batches 8 --peer unsloth --json results.json
 
 ``--profile-micro-batches 2,1`` first profiles one training step of the baseline's
 model at those numbers of full ``--seq-len`` rows (GPU only): kernel time by family
@@ -36,16 +46,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mathpal_train.train_log import metric_dicts, train_steps
 
 REPO = Path(__file__).resolve().parents[1]
+
+SPEED_PLUGIN = "mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin"
+# Production variants by name: the recipe changes each one starts from.
+PRODUCTION_VARIANTS: dict[str, list[str]] = {"production": [], "production+speed": [f"plugins=[{SPEED_PLUGIN}]"]}
+DEFAULT_VARIANTS = "baseline,production,production+speed"
+PEER_MICRO_BATCH = 16
+PEER_RESULT = "UNSLOTH_PEER_RESULT "  # the peer's last output line: this, then its result as JSON
 
 SKIP_4BIT = ["lm_head", "correction_coefs", "prediction_coefs", "modality_router"]
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -227,13 +247,57 @@ def baseline_model(model_dir: Path, cuda: bool, checkpointing_kwargs: dict | Non
 def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int, warmup: int, seq_len: int) -> dict:
     """transformers Trainer + PEFT + bnb nf4: the plain QLoRA a user writes from the docs."""
     import torch
-    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+    from transformers import AutoTokenizer
 
     cuda = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    loading = time.time()
+    model = baseline_model(model_dir, cuda)
+    result = measure_training(
+        model,
+        tokenizer,
+        rows,
+        micro_batch,
+        steps,
+        warmup,
+        seq_len,
+        name=f"baseline mb={micro_batch}",
+        out_dir=model_dir.parent / f"baseline-mb{micro_batch}",
+        checkpointing=cuda,
+    )
+    if "first_step_at" in result:
+        result["time_to_first_step_s"] = result["first_step_at"] - loading
+    del model
+    if cuda:
+        torch.cuda.empty_cache()
+    return result
+
+
+def measure_training(
+    model,
+    tokenizer,
+    rows: list[dict],
+    micro_batch: int,
+    steps: int,
+    warmup: int,
+    seq_len: int,
+    name: str,
+    out_dir: Path,
+    checkpointing: bool,
+) -> dict:
+    """Train ``model`` with the baseline's Trainer, collator and data; rates, peak, losses, first step's end.
+
+    Shared by the baseline and the Unsloth peer, so the two differ only in the model
+    they hand in (``checkpointing``: the Trainer's own gradient checkpointing; the peer
+    brings its own). ``first_step_at`` is wall-clock (``time.time()``), comparable across
+    processes.
+    """
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    cuda = torch.cuda.is_available()
     tokenizer.padding_side = "right"
     data = [tokenize(tokenizer, r, seq_len) for r in rows[: steps * micro_batch + micro_batch]]
-    model = baseline_model(model_dir, cuda)
     counts: list[tuple[int, int]] = []
     base_collate = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
 
@@ -243,15 +307,18 @@ def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int
         return batch
 
     times: list[float] = []
+    first_step_at: list[float] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter())
+            if not first_step_at:
+                first_step_at.append(time.time())
 
     args = TrainingArguments(
-        output_dir=str(model_dir.parent / f"baseline-mb{micro_batch}"),
+        output_dir=str(out_dir),
         per_device_train_batch_size=micro_batch,
         max_steps=steps,
         learning_rate=2e-4,
@@ -259,7 +326,7 @@ def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int
         lr_scheduler_type="cosine",
         optim="adamw_torch",
         bf16=cuda,
-        gradient_checkpointing=cuda,
+        gradient_checkpointing=checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=1,
         report_to=[],
@@ -275,23 +342,22 @@ def run_baseline(model_dir: Path, rows: list[dict], micro_batch: int, steps: int
     try:
         trainer.train()
     except torch.cuda.OutOfMemoryError:
-        return {"variant": f"baseline mb={micro_batch}", "error": "out of memory"}
+        return {"variant": name, "error": "out of memory"}
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     grad_norms = [h.get("grad_norm") for h in trainer.state.log_history if "loss" in h]
     measured = counts[warmup : len(times)]
     span = times[-1] - times[warmup - 1] if warmup else times[-1] - start
     result = {
-        "variant": f"baseline mb={micro_batch}",
+        "variant": name,
         "real_tokens_per_s": sum(c[0] for c in measured) / span,
         "trained_tokens_per_s": sum(c[1] for c in measured) / span,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "grad_norm_finite": all(g is not None and g == g and abs(g) != float("inf") for g in grad_norms),
+        "first_step_at": first_step_at[0],
     }
-    del trainer, model
-    if cuda:
-        torch.cuda.empty_cache()
+    del trainer
     return result
 
 
@@ -392,14 +458,14 @@ def run_production(
     for change in changes:
         argv += ["--set", change]
     started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=work, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
+    run = stream_run(argv, cwd=work)
+    log = run.log
     (work / f"{out.name}.log").write_text(log)
     if log_dir:
         (log_dir / f"{out.name}.log").write_text(log)
-    if proc.returncode != 0:
+    if run.returncode != 0:
         tail = log.strip().splitlines()[-3:]
-        return {"variant": name, "error": f"exit {proc.returncode}: {' | '.join(tail)[:300]}"}
+        return {"variant": name, "error": f"exit {run.returncode}: {' | '.join(tail)[:300]}"}
     logs = train_steps(log)
     summary = step_summary(logs, warmup)
     trained = summary["tokens_per_s"] if summary["tokens_per_s"] is not None else float("nan")
@@ -415,8 +481,101 @@ def run_production(
         "loss_last": logs[-1]["loss"] if logs else None,
         "grad_norm_finite": summary["grad_norm_finite"],
         "wall_s": time.perf_counter() - started,
+        "time_to_first_step_s": run.first_step_s,
+        "eval_s": run.eval_before_first_step_s,
         **({"profile": profile} if profile else {}),
     }
+
+
+@dataclass(frozen=True)
+class StreamedRun:
+    """A finished subprocess: exit code, its merged output, and when its first training step ended."""
+
+    returncode: int
+    log: str
+    first_step_s: float | None  # seconds from start to the first logged training step
+    eval_before_first_step_s: float  # evaluation runtime logged before it (Axolotl's step-0 eval)
+
+
+def first_step_marks(timed_lines: Iterable[tuple[float, str]]) -> tuple[float | None, float]:
+    """(time of the first line holding a training step's metrics, eval runtime logged before it).
+
+    A step's metrics are printed right after its optimizer step (``logging_steps: 1``),
+    so the time the line arrives is the end of that step.
+    """
+    eval_s = 0.0
+    for at, line in timed_lines:
+        if train_steps(line):
+            return at, eval_s
+        for entry in metric_dicts(line):
+            if isinstance(entry.get("eval_runtime"), float):
+                eval_s += entry["eval_runtime"]
+    return None, eval_s
+
+
+def stream_run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> StreamedRun:
+    """Run ``argv`` with stdout and stderr merged, timing each output line as it arrives.
+
+    ``PYTHONUNBUFFERED`` makes the job's Python processes write each line at once.
+    """
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    timed: list[tuple[float, str]] = []
+    with subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            timed.append((time.perf_counter() - start, line))
+    first, eval_s = first_step_marks(timed)
+    return StreamedRun(proc.returncode, "".join(line for _, line in timed), first, eval_s)
+
+
+# --------------------------------------------------------------------------- Unsloth peer
+
+
+def unsloth_argv(work: Path, model_dir: Path, micro_batch: int, steps: int, warmup: int, seq_len: int) -> list[str]:
+    """The peer's command: its own interpreter, so Unsloth is imported before transformers (as it must be)."""
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.unsloth_peer",
+        "--work",
+        str(work),
+        "--model-dir",
+        str(model_dir),
+        "--micro-batch",
+        str(micro_batch),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+        "--seq-len",
+        str(seq_len),
+    ]
+
+
+def unsloth_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The peer's environment: no usage statistics sent, telemetry off, nothing fetched from a hub."""
+    env = dict(os.environ if base is None else base)
+    env.update({"UNSLOTH_DISABLE_STATISTICS": "1", "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"})
+    return env
+
+
+def run_unsloth_peer(work: Path, model_dir: Path, micro_batch: int, steps: int, warmup: int, seq_len: int) -> dict:
+    """The Unsloth row: ``benchmarks/unsloth_peer.py`` in a subprocess; its last line is the result as JSON."""
+    name = f"unsloth mb={micro_batch}"
+    spawned = time.time()
+    run = stream_run(unsloth_argv(work, model_dir, micro_batch, steps, warmup, seq_len), cwd=REPO, env=unsloth_env())
+    (work / "unsloth-peer.log").write_text(run.log)
+    results = [line for line in run.log.splitlines() if line.startswith(PEER_RESULT)]
+    if run.returncode != 0 or not results:
+        tail = run.log.strip().splitlines()[-2:]
+        return {"variant": name, "error": f"exit {run.returncode}: {' | '.join(tail)[:300]}"}
+    result = json.loads(results[-1][len(PEER_RESULT) :])
+    if "first_step_at" in result:
+        result["time_to_first_step_s"] = result["first_step_at"] - spawned
+    return {**result, "variant": name}
 
 
 def summarize_profile(out: Path, logs: list[dict]) -> dict | None:
@@ -445,7 +604,28 @@ def summarize_profile(out: Path, logs: list[dict]) -> dict | None:
 # --------------------------------------------------------------------------- main
 
 
-def main() -> None:
+def production_changes(variant: str) -> list[str]:
+    """The recipe changes of a production variant: its name's (``production+speed`` adds the plugin), then
+    the ``KEY=VALUE`` items after ``:``, separated by ``;``."""
+    name, _, extra = variant.partition(":")
+    if name not in PRODUCTION_VARIANTS:
+        raise ValueError(
+            f"unknown variant {variant!r}: use baseline, {', '.join(PRODUCTION_VARIANTS)}, "
+            "or one of those with :key=value;key=value"
+        )
+    return [*PRODUCTION_VARIANTS[name], *(item for item in extra.split(";") if item.strip())]
+
+
+def variant_list(text: str) -> list[str]:
+    """``--variants``: a comma list of ``baseline`` and production variants (checked before any run)."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    for variant in variants:
+        if variant != "baseline":
+            production_changes(variant)
+    return variants
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path(".mathpal/bench/train"))
     parser.add_argument("--shape", choices=["e2b", "tiny"], default="e2b")
@@ -454,10 +634,13 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=4000)
     parser.add_argument(
         "--variants",
-        default="baseline,production",
-        help="comma list; 'production:key=value;key=value' for one change (';' between keys)",
+        default=DEFAULT_VARIANTS,
+        help="comma list of baseline, production, production+speed; 'production:key=value;key=value' "
+        "for one change (';' between keys)",
     )
     parser.add_argument("--baseline-micro-batches", default="8")
+    parser.add_argument("--peer", choices=["unsloth"], help="also run a peer stack on the same model and data")
+    parser.add_argument("--peer-micro-batch", type=int, default=PEER_MICRO_BATCH)
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--log-dir", type=Path, help="also copy each Axolotl run's log here")
@@ -466,8 +649,43 @@ def main() -> None:
         default="",
         help="comma list: profile one step of the baseline's model at these micro batches of --seq-len rows (GPU only)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        args.variants = variant_list(args.variants)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
 
+
+def _number(value, spec: str) -> str:
+    """``value`` formatted, or ``-`` when it is missing or NaN."""
+    return format(value, spec) if isinstance(value, (int, float)) and not math.isnan(value) else "-"
+
+
+def format_table(results: list[dict]) -> str:
+    """The results as a text table: one row per variant, an error row as its message."""
+    header = (
+        f"{'variant':<44} {'trained tok/s':>13} {'real tok/s':>10} {'peak GiB':>8} {'MFU':>6} "
+        f"{'loss first→last':>17} {'finite':>6} {'1st step s':>10}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['variant']:<44} {r['error']}")
+            continue
+        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
+        peak_gib = _number(r.get("peak_gib") or None, ".1f")
+        losses = f"{_number(r.get('loss_first'), '.3f'):>8}→{_number(r.get('loss_last'), '.3f'):<8}"
+        lines.append(
+            f"{r['variant']:<44} {_number(r.get('trained_tokens_per_s'), '.0f'):>13} "
+            f"{_number(r.get('real_tokens_per_s'), '.0f'):>10} {peak_gib:>8} {mfu:>6} {losses:>17} "
+            f"{r.get('grad_norm_finite')!s:>6} {_number(r.get('time_to_first_step_s'), '.1f'):>10}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     import torch
 
@@ -507,38 +725,33 @@ def main() -> None:
         )
 
     results = []
-    for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+    for variant in args.variants:
         if variant == "baseline":
             for mb in [int(x) for x in args.baseline_micro_batches.split(",")]:
                 results.append(run_baseline(model_dir, rows, mb, args.steps, args.warmup, args.seq_len))
                 print(json.dumps(results[-1]), flush=True)
-        elif variant.startswith("production"):
-            changes = variant.split(":", 1)[1].split(";") if ":" in variant else []
+        else:
             results.append(
                 run_production(
-                    work, model_dir, args.steps, args.warmup, variant, changes, real_per_trained, args.log_dir
+                    work,
+                    model_dir,
+                    args.steps,
+                    args.warmup,
+                    variant,
+                    production_changes(variant),
+                    real_per_trained,
+                    args.log_dir,
                 )
             )
             print(json.dumps(results[-1]), flush=True)
+    if args.peer == "unsloth":
+        results.append(run_unsloth_peer(work, model_dir, args.peer_micro_batch, args.steps, args.warmup, args.seq_len))
+        print(json.dumps(results[-1]), flush=True)
     for r in results:
         if peak and r.get("real_tokens_per_s"):
             r["mfu"] = flops["flops_per_token"] * r["real_tokens_per_s"] / (peak * 1e12)
 
-    header = (
-        f"{'variant':<44} {'trained tok/s':>13} {'real tok/s':>10} {'peak GiB':>8} {'MFU':>6} "
-        f"{'loss first→last':>17} finite"
-    )
-    print("\n" + header + "\n" + "-" * len(header))
-    for r in results:
-        if "error" in r:
-            print(f"{r['variant']:<44} {r['error']}")
-            continue
-        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-"
-        peak_gib = f"{r['peak_gib']:.1f}" if r.get("peak_gib") else "-"
-        print(
-            f"{r['variant']:<44} {r['trained_tokens_per_s']:>13.0f} {r['real_tokens_per_s']:>10.0f} {peak_gib:>8} "
-            f"{mfu:>6} {r['loss_first']:>8.3f}→{r['loss_last']:<8.3f} {r['grad_norm_finite']}"
-        )
+    print("\n" + format_table(results))
     summary = {
         "shape": args.shape,
         "steps": args.steps,

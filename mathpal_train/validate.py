@@ -24,6 +24,7 @@ ASSUMED_GPU = {"bf16": True, "fp8": False, "tf32": True, "compute_capability": "
 SECRET_KEYS = re.compile(r"(api_key|access_token|auth_token|hf_token|hub_token|secret|password)$", re.IGNORECASE)
 SECRET_VALUES = re.compile(r"\b(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})\b")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PLUGIN_EXAMPLE = "mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin"
 
 
 class RecipeError(ValueError):
@@ -89,6 +90,33 @@ def check_unknown_keys(cfg: dict[str, Any], path: Path) -> None:
             close = difflib.get_close_matches(key, sorted(keys), n=1, cutoff=0.75)
             hint = f"did you mean '{close[0]}'?" if close else "remove it or check Axolotl's config reference"
             raise RecipeError(f"{path}: unknown key '{key}' (Axolotl would silently ignore it): {hint}")
+
+
+def check_plugins(cfg: dict[str, Any], path: Path) -> None:
+    """Every plugin the recipe names imports and is a class: Axolotl skips one that does not with one log
+    line and trains without it (and, later, rejects its keys as unknown)."""
+    import importlib
+
+    for name in cfg.get("plugins") or []:
+        module_name, _, class_name = str(name).rpartition(".")
+        if not module_name:
+            raise RecipeError(f"{path}: plugin {name!r} is not module.Class: write e.g. {PLUGIN_EXAMPLE}")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            try:  # as Axolotl does, short names are looked up among its integrations too
+                module = importlib.import_module(f"axolotl.integrations.{module_name}")
+            except ModuleNotFoundError:
+                raise RecipeError(
+                    f"{path}: plugin {name} cannot be imported ({err}): install its package or fix the name"
+                ) from None
+        except Exception as err:  # noqa: BLE001 - whatever the module raised, one line naming it
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise RecipeError(
+                f"{path}: plugin {name} fails to import ({type(err).__name__}: {first}): fix or remove it"
+            ) from None
+        if not isinstance(getattr(module, class_name, None), type):
+            raise RecipeError(f"{path}: plugin {name}: {module.__name__} has no class {class_name}: fix the name")
 
 
 def check_secrets(cfg: dict[str, Any], path: Path) -> None:
@@ -231,6 +259,7 @@ def summarise(cfg: dict[str, Any], gpus: int) -> RecipeSummary:
 def validate_recipe(cfg: dict[str, Any], path: Path, gpus: int = 1) -> RecipeSummary:
     """All checks, cheapest first; raises ``RecipeError`` with one line, else returns the summary."""
     check_secrets(cfg, path)
+    check_plugins(cfg, path)
     check_unknown_keys(cfg, path)
     check_files(cfg, path)
     check_zero3_qlora(cfg, path)

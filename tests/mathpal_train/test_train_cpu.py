@@ -1,4 +1,5 @@
-"""`mathpal train` for real on the CPU: resume after a kill, the Comet loss curve, no secrets leaked.
+"""`mathpal train` for real on the CPU: resume after a kill, the Comet loss curve, no secrets leaked,
+and the recipe's speed plugin loaded by Axolotl and running its fused loss.
 
 Slow: Axolotl trains the tiny Gemma-3n through `accelerate launch` (twice).
 """
@@ -118,3 +119,18 @@ def test_no_secret_in_recipe_logs_or_comet(resumed_run):
         with zipfile.ZipFile(archive) as zf:
             texts += [zf.read(name).decode(errors="replace") for name in zf.namelist()]
     assert not [t for t in texts if FAKE_HF_TOKEN in t]
+
+
+def test_the_recipes_speed_plugin_loads_and_its_fused_loss_trains_and_evaluates(resumed_run):
+    """smoke.yml names Gemma3nSpeedPlugin: Axolotl loads it and both training and eval run its torch path.
+
+    (Axolotl skips a plugin that fails to import with only a log line, so it is read from the log.)
+    """
+    outputs, _, log = resumed_run
+    both_runs = (outputs / "logs" / "training.log").read_text(errors="replace")
+    for text in (log, both_runs):
+        assert "Plugin loaded successfully: mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin" in text
+        assert "Gemma3nSpeedPlugin: Gemma3nForCausalLM trains with the fused loss (logits=None)" in text
+        assert "Gemma-3n fused loss ran on the torch path (train)" in text
+        assert "Gemma-3n fused loss ran on the torch path (eval)" in text
+        assert "fused loss ran on the liger path" not in text

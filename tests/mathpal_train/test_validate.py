@@ -103,3 +103,43 @@ def test_cli_validate_prints_summary_and_yaml_errors_give_the_line(workdir):
     bad = runner.invoke(app, ["validate", str(broken)], terminal_width=300)
     assert bad.exit_code == 2
     assert bad.output.strip().splitlines()[-1].startswith(f"error: recipe {broken} is not valid YAML at line ")
+
+
+SPEED_PLUGIN = "mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin"
+
+
+@pytest.mark.parametrize(
+    "plugin, message",
+    [
+        (
+            "mathpal_train.gemma3n_speed.NoSuchPlugin",
+            "plugin mathpal_train.gemma3n_speed.NoSuchPlugin: mathpal_train.gemma3n_speed has no class NoSuchPlugin",
+        ),
+        ("no_such_module.Plugin", "plugin no_such_module.Plugin cannot be imported (No module named 'no_such_module')"),
+    ],
+)
+def test_a_plugin_that_does_not_import_is_one_line_not_a_skipped_plugin(plugin, message, workdir):
+    """Axolotl would log one line and train without the plugin; validate stops the run instead."""
+    cfg = {**load("smoke.yml"), "plugins": [SPEED_PLUGIN, plugin]}
+    with pytest.raises(RecipeError) as err:
+        validate_recipe(cfg, Path("mine.yml"))
+    assert str(err.value).startswith("mine.yml: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_smoke_recipe_names_the_speed_plugin_and_its_keys_validate(workdir):
+    cfg = load("smoke.yml")
+    assert cfg["plugins"] == [SPEED_PLUGIN, "mathpal_train.run_state.RunStatePlugin"]
+    assert validate_recipe(cfg, Path("smoke.yml")).total_steps == 240
+    tuned = {**cfg, "gemma3n_loss_impl": "torch", "gemma3n_loss_chunk_size": 256, "gemma3n_compile_layers": True}
+    validate_recipe(tuned, Path("smoke.yml"))
+    with pytest.raises(RecipeError, match="gemma3n_loss_impl: Input should be 'auto', 'liger' or 'torch'"):
+        validate_recipe({**cfg, "gemma3n_loss_impl": "triton"}, Path("smoke.yml"))
+
+
+def test_cli_validate_names_the_plugin_that_does_not_import(workdir):
+    result = CliRunner().invoke(
+        app, ["validate", str(REPO / "recipes" / "smoke.yml"), "--set", "plugins=[no_such_module.Plugin]"],
+        terminal_width=300,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "plugin no_such_module.Plugin cannot be imported" in result.output.strip().splitlines()[-1]
