@@ -175,7 +175,8 @@ def train(
         int | None, typer.Option(min=0, help="GPUs per machine (default: CUDA_VISIBLE_DEVICES or all); 0 = CPU.")
     ] = None,
     deepspeed: Annotated[
-        str | None, typer.Option(help="zero1, zero2, zero3 or a DeepSpeed JSON file (default zero2 on > 1 GPU).")
+        str | None,
+        typer.Option(help="zero1, zero2, zero3, none (plain DDP) or a DeepSpeed JSON (default zero2 on > 1 GPU)."),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Override max_steps.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Override learning_rate.")] = None,

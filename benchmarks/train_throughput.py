@@ -426,6 +426,18 @@ def step_summary(steps: list[dict], warmup: int) -> dict:
     }
 
 
+def production_argv(
+    model_dir: Path, out: Path, steps: int, gpus: int = 1, flags: tuple[str, ...] = (), sets: list[str] | tuple = ()
+) -> list[str]:
+    """`mathpal train recipes/production.yml` as every GPU benchmark runs it: the random model, its own
+    output folder, a log line per step, then the run's own ``flags`` and ``--set`` changes."""
+    argv = [sys.executable, "-m", "mathpal_cli", "train", str(REPO / "recipes" / "production.yml")]
+    argv += ["--num-gpus", str(gpus), *flags, "--max-steps", str(steps)]
+    for change in (f"base_model={model_dir}", f"output_dir={out}", "logging_steps=1", *sets):
+        argv += ["--set", change]
+    return argv
+
+
 def run_production(
     work: Path,
     model_dir: Path,
@@ -438,25 +450,7 @@ def run_production(
 ) -> dict:
     """`mathpal train recipes/production.yml` with the benchmark's overrides (and a variant's changes)."""
     out = work / f"out-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
-    argv = [
-        sys.executable,
-        "-m",
-        "mathpal_cli",
-        "train",
-        str(REPO / "recipes" / "production.yml"),
-        "--num-gpus",
-        "1",
-        "--max-steps",
-        str(steps),
-        "--set",
-        f"base_model={model_dir}",
-        "--set",
-        f"output_dir={out}",
-        "--set",
-        "logging_steps=1",
-    ]
-    for change in changes:
-        argv += ["--set", change]
+    argv = production_argv(model_dir, out, steps, sets=changes)
     started = time.perf_counter()
     run = stream_run(argv, cwd=work)
     log = run.log

@@ -58,8 +58,8 @@ class EvalSettings:
 # --------------------------------------------------------------------------- inputs
 
 
-def report_path(report_dir: Path | None, run: str = "run") -> Path:
-    """Where a report goes: ``report_dir``, or ``reports/<run>`` by default."""
+def report_path(report_dir: Path | None, run: str = "<time>") -> Path:
+    """Where a report goes: ``report_dir``, or ``reports/<run>`` by default (a run is named by its time)."""
     return Path(report_dir or Path("reports") / run)
 
 

@@ -24,8 +24,11 @@ TRAINING_LOG = Path("logs") / "training.log"
 # The DeepSpeed presets of this checkout, by name (also found when mathpal runs from another folder).
 DEEPSPEED_DIR = Path(__file__).resolve().parents[1] / "deepspeed_configs"
 DEEPSPEED_PRESETS = {"zero1": "zero1.json", "zero2": "zero2.json", "zero3": "zero3_bf16.json"}
-# Several GPUs and no choice made: ZeRO-2 shards optimizer state and gradients.
+# Several GPUs and no choice made: ZeRO-2 shards optimizer state and gradients. (Not yet measured
+# against plain DDP on several GPUs: benchmarks/train_multi_gpu.py --stages ddp,zero2,zero3.)
 DEFAULT_MULTI_GPU_PRESET = "zero2"
+# `--deepspeed none`: plain DDP (accelerate's own data parallelism), no DeepSpeed.
+NO_DEEPSPEED = "none"
 DEFAULT_MAIN_PROCESS_PORT = 29500
 # After SIGINT/SIGTERM, how long the job may take to save and exit before it is killed.
 STOP_GRACE_S = 20.0
@@ -55,16 +58,18 @@ class LaunchPlan:
         return max(self.gpus, 1) * self.num_machines
 
 
-def deepspeed_config(choice: str) -> Path:
-    """The config file of a preset name (zero1, zero2, zero3) or a JSON path the user gave."""
+def deepspeed_config(choice: str) -> Path | None:
+    """The config file of a preset name (zero1, zero2, zero3) or a JSON path the user gave; None for ``none``."""
+    if choice == NO_DEEPSPEED:
+        return None
     if choice in DEEPSPEED_PRESETS:
         local = Path("deepspeed_configs") / DEEPSPEED_PRESETS[choice]
         return local if local.is_file() else DEEPSPEED_DIR / DEEPSPEED_PRESETS[choice]
     path = Path(choice)
     if path.suffix != ".json":
-        raise LaunchError(f"--deepspeed {choice}: unknown ZeRO stage; use zero1, zero2, zero3 or a JSON file")
+        raise LaunchError(f"--deepspeed {choice}: unknown ZeRO stage; use zero1, zero2, zero3, none or a JSON file")
     if not path.is_file():
-        raise LaunchError(f"--deepspeed {choice}: {path} not found; use zero1, zero2, zero3 or a JSON file")
+        raise LaunchError(f"--deepspeed {choice}: {path} not found; use zero1, zero2, zero3, none or a JSON file")
     return path
 
 
@@ -81,8 +86,8 @@ def plan_launch(
     """The plan for ``--num-gpus``/``--deepspeed``/the node flags; a ``LaunchError`` when it cannot run.
 
     No ``num_gpus``: every visible GPU. More than one GPU and no ``deepspeed``: the default
-    preset. ``check_visible`` refuses more GPUs than this machine shows (off for a dry run,
-    which may plan for another machine).
+    preset; ``deepspeed="none"`` asks for plain DDP. ``check_visible`` refuses more GPUs than
+    this machine shows (off for a dry run, which may plan for another machine).
     """
     env = dict(os.environ if env is None else env)
     seen = visible_gpus(env) if num_gpus is None or (num_gpus and check_visible) else None
@@ -196,41 +201,45 @@ def prepare_run(recipe: Path, plan: LaunchPlan, flags: list[tuple[str, Any]], se
 def run_logged(argv: list[str], env: dict[str, str], log_path: Path) -> int:
     """Run ``argv``, copying its output to the console and to ``log_path``; return its exit code.
 
-    The job gets a process group of its own, and SIGINT or SIGTERM to this process goes to
-    the whole group: sent to ``accelerate`` alone, the worker it started is reparented to
-    init and trains on. Axolotl saves on SIGINT; whatever still runs ``STOP_GRACE_S`` after
-    the first stop (or at a second one) is killed, and so is anything the job leaves behind
-    when it ends. After a stop the return is 128 + the signal number, whatever the job
-    returned (Axolotl exits 0 after its SIGINT save), so a scheduler sees the run was stopped.
+    SIGINT or SIGTERM to this process goes to every process of the job: sent to
+    ``accelerate`` alone, the worker it started is reparented to init and trains on. So this
+    process becomes the job's subreaper (orphans of the job are reparented here, not to
+    init) and signals the whole tree. Axolotl saves on SIGINT; whatever still runs
+    ``STOP_GRACE_S`` after the first stop (or at a second one) is killed, and so is anything
+    the job leaves behind when it ends. The job stays in this process's group, so a stop
+    sent to the group (a terminal's Ctrl-C, a scheduler) reaches it directly too. After a
+    stop the return is 128 + the signal number, whatever the job returned (Axolotl exits 0
+    after its SIGINT save), so a scheduler sees that the run was stopped.
     """
     import signal
     import subprocess
     import threading
 
     stops: list[int] = []
-    proc: subprocess.Popen | None = None
-    killer = threading.Timer(STOP_GRACE_S, lambda: _signal_group(proc, signal.SIGKILL))
+    job: list[subprocess.Popen] = []
+    before = _children(os.getpid())
+    killer = threading.Timer(STOP_GRACE_S, lambda: _signal_job(job, before, signal.SIGKILL))
     killer.daemon = True
 
     def stop(signum: int, _frame) -> None:
         stops.append(signum)
         if len(stops) == 1:
             killer.start()
-            _signal_group(proc, signum)
+            _signal_job(job, before, signum)
         else:
-            _signal_group(proc, signal.SIGKILL)
+            _signal_job(job, before, signal.SIGKILL)
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    _set_subreaper(True)
     # Handlers first: a child must not inherit an ignored SIGINT from our parent, and a stop
     # that arrives while the job starts must still reach it.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            job.append(proc)
             if stops:
-                _signal_group(proc, stops[0])
+                _signal_job(job, before, stops[0])
             assert proc.stdout is not None
             for chunk in iter(lambda: proc.stdout.read1(65536), b""):
                 sys.stdout.buffer.write(chunk)
@@ -241,17 +250,65 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         killer.cancel()
-        _signal_group(proc, signal.SIGKILL)  # nothing of the job outlives it
+        _signal_job(job, before, signal.SIGKILL, reap=True)  # nothing of the job outlives it
+        _set_subreaper(False)
     return 128 + stops[0] if stops else code
 
 
-def _signal_group(proc, signum: int) -> None:
-    """Send ``signum`` to the job's process group (its leader's pid), if it still exists."""
-    if proc is None:
-        return
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (read from /proc; empty where there is none)."""
+    found = set()
     try:
-        os.killpg(proc.pid, signum)
-    except (ProcessLookupError, PermissionError):
+        entries = os.scandir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _signal_job(job: list, before: set[int], signum: int, reap: bool = False) -> None:
+    """Send ``signum`` to every process of the job: its launcher, their descendants, and the
+    orphans of the job that this process adopted as subreaper (children it did not have before)."""
+    roots = {proc.pid for proc in job if proc.poll() is None} | (_children(os.getpid()) - before)
+    seen: set[int] = set()
+    pending = list(roots)
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        pending.extend(_children(pid))
+    for pid in seen:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if reap:  # adopted orphans are our children now: collect their exit, so none stays a zombie
+        for pid in seen - {proc.pid for proc in job}:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _set_subreaper(on: bool) -> None:
+    """Linux's PR_SET_CHILD_SUBREAPER: orphaned descendants are reparented to this process, not init."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0)  # 36 = PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
         pass
 
 

@@ -102,6 +102,7 @@ def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(mon
         ("1", "zero1", "zero1.json", ["--num_processes", "1", "--num_machines", "1"]),
         ("2", None, "zero2.json", ["--num_processes", "2", "--num_machines", "1", "--multi_gpu"]),
         ("8", "zero3", "zero3_bf16.json", ["--num_processes", "8", "--num_machines", "1", "--multi_gpu"]),
+        ("2", "none", None, ["--num_processes", "2", "--num_machines", "1", "--multi_gpu"]),  # plain DDP
     ],
 )
 def test_dry_run_argv_and_deepspeed_choice(gpus, deepspeed, expected_ds, launch, smoke_inputs):
@@ -220,6 +221,8 @@ def test_secrets_in_the_environment_stay_out_of_the_resolved_recipe(smoke_inputs
     "args, message",
     [
         (["train", "missing.yml"], "recipe missing.yml does not exist"),
+        (["train", "."], "recipe . is a folder: pass a recipe file such as recipes/production.yml"),
+        (["validate", "binary.yml"], "recipe binary.yml is not UTF-8 text (byte 0): pass a YAML recipe file"),
         (["train", str(SMOKE), "--set", "lora_r"], "--set 'lora_r' is not key=value"),
         (["train", str(SMOKE), "--num-gpus", "2"], "--num-gpus 2 asked for, but 0 GPU(s) visible"),
         (["train", str(SMOKE), "--deepspeed", "zero9"], "--deepspeed zero9: unknown ZeRO stage"),
@@ -230,11 +233,13 @@ def test_secrets_in_the_environment_stay_out_of_the_resolved_recipe(smoke_inputs
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, in_tmp):
+    (in_tmp / "binary.yml").write_bytes(b"\x89\xff\x00PNG")
     result = runner.invoke(app, args, terminal_width=400)
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and message in lines[-1], result.output
     assert not any(p.name in {"outputs", "data", ".mathpal", "reports"} for p in in_tmp.iterdir())
+    assert "Traceback" not in result.output
 
 
 def test_prepare_data_missing_collection_is_one_line_error(in_tmp):

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from benchmarks.train_multi_gpu import ZERO3_QUANT, summarize_run, train_argv
+from benchmarks.train_multi_gpu import ZERO3_QUANT, format_table, stage_gpus, summarize_run, train_argv
 from mathpal_train.recipes import load_recipe, parse_set, resolve_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,3 +41,37 @@ def test_summarize_run_reads_rates_losses_and_resume():
 def test_summarize_run_reports_a_failed_run():
     r = summarize_run("zero2 x4", "a\nb\nRuntimeError: NCCL timeout\n", warmup=1, returncode=1)
     assert r["error"].startswith("exit 1:") and "NCCL timeout" in r["error"]
+
+
+def test_ddp_is_plain_ddp_and_the_micro_batch_is_the_benchmarks():
+    argv = train_argv(Path("/m"), Path("/o"), "ddp", 2, 6, 2, 3, micro_batch=1)
+    assert argv[argv.index("--deepspeed") + 1] == "none"
+    assert "micro_batch_size=1" in argv and "gradient_accumulation_steps=2" in argv
+
+
+def test_stop_targets_and_the_table():
+    assert stage_gpus("ddp:2") == ("ddp", 2) and stage_gpus("") == ("", None)
+    rows = [
+        {
+            "run": "ddp x1",
+            "tokens_per_s_per_gpu": 1000.0,
+            "per_gpu_efficiency": 1.0,
+            "peak_gib": 15.7,
+            "time_to_first_step_s": 61.2,
+            "adapter_loads": True,
+            "losses": [12.9, 12.88],
+        },
+        {
+            "run": "ddp x2 (SIGTERM)",
+            "tokens_per_s_per_gpu": None,
+            "losses": [12.9],
+            "exit_code": 143,
+            "exit_after_stop_s": 3.4,
+            "left_running": [],
+        },
+        {"run": "zero3 x2", "error": "exit 1: NCCL timeout"},
+    ]
+    table = format_table(rows).splitlines()
+    assert table[1].split()[:8] == ["ddp", "x1", "1000", "100%", "15.7", "61", "True", "12.900"]
+    assert table[2].endswith("exit 143 after 3.4 s, left 0")
+    assert table[3] == f"{'zero3 x2':<24} exit 1: NCCL timeout"

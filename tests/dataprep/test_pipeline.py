@@ -31,6 +31,7 @@ from tests.dataprep.conftest import (
     CRAWL_FRACTIONS,
     LONG_QUESTION,
     LONG_SOLUTION,
+    _point,
     assign_split,
     build_corpus,
     crawl_payloads,
@@ -471,3 +472,69 @@ def test_a_server_that_fails_is_one_line(tmp_path, status, message):
     finally:
         broken.close()
     assert_nothing_written(tmp_path)
+
+
+# --------------------------------------------------------------------------- payloads a broken crawl can hold
+
+
+def test_payloads_a_broken_crawl_can_hold_are_counted_rejects_through_a_real_store(tmp_path):
+    """A lone surrogate, ids that are not text, a NUL-only answer: each a counted reject, never a traceback."""
+    good = _point(eid(1), "Tính 2 + 3.", "2 + 3 = 5\nĐáp số: 5")
+    payloads = [
+        good,
+        _point(eid(2), "Tính 4 + 4 \udcff.", "4 + 4 = 8\nĐáp số: 8"),  # a lone surrogate from a bad decode
+        {**_point("x", "Tính 1 + 6.", "Đáp số: 7"), "entry_id": {"$oid": eid(3)}},
+        {**_point("x", "Tính 2 + 6.", "Đáp số: 8"), "entry_id": [eid(4)]},
+        _point(eid(5), "Tính 3 + 6.", "Đáp số: 9", grade_id={"grade": 5}),
+        _point(eid(6), "Tính 4 + 6.", "Đáp số: 10", grade_id=["grade_5"]),
+        _point(eid(7), "Tính 5 + 6.", "5 + 6 = 11\nĐáp số: \x00\x00"),
+    ]
+    seed_store(tmp_path / "qdrant", payloads, vectors=False)
+    manifest = run_export(
+        lambda: open_source(tmp_path / "qdrant", None),
+        ExportSettings(collection=COLLECTION, grades=[], val_fraction=0.0, test_fraction=0.0),
+        tmp_path / "data",
+        {"qdrant": "test"},
+    )
+    assert manifest["counts"]["rejected"] == {
+        "bad_entry_id": 2,
+        "bad_grade_id": 2,
+        "invalid_unicode": 1,
+        "no_final_answer": 1,
+    }
+    rows = read_rows(tmp_path / "data")["train"]
+    assert [row["entry_id"] for row in rows] == [eid(1)]
+    # the manifest names rejects by point, never by a Python repr of a broken id
+    manifest_text = (tmp_path / "data" / "manifest.json").read_text(encoding="utf-8")
+    assert "$oid" not in manifest_text and "['" not in manifest_text
+
+
+def test_a_server_that_answers_with_a_web_page_is_one_line(tmp_path):
+    import http.server
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b"<html><body>It works!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(
+            SourceError, match=re.escape(f"Qdrant server {url} answered, but not with Qdrant's JSON API")
+        ):
+            open_source(None, url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not (tmp_path / "data").exists()

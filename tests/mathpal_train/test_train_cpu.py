@@ -9,17 +9,23 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from benchmarks.train_multi_gpu import processes_with
+from mathpal_train.run_state import adapter_problem, checkpoint_state, checkpoints, read_marker
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 FAKE_HF_TOKEN = "hf_" + "x" * 34
+FAKE_COMET_KEY = "comet-key-" + "y" * 20
 TRAIN_ARGS = [
     "train",
     str(REPO / "recipes" / "smoke.yml"),
@@ -58,7 +64,8 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resumed_run(workdir):
-    """Start training, SIGKILL it once checkpoint-10 is complete, then run the same command again."""
+    """Start training, SIGKILL it once checkpoint-10 is complete, then run the same command again
+    (with a Comet key whose server does not answer)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env["HF_TOKEN"] = FAKE_HF_TOKEN
     first = subprocess.Popen(
@@ -80,6 +87,11 @@ def resumed_run(workdir):
     complete = sorted(
         int(p.name.split("-")[1]) for p in outputs.glob("checkpoint-*") if (p / "trainer_state.json").exists()
     )
+    # The rerun has a Comet key whose server does not answer: it must log offline, not drop the metrics.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/clientlib/"
+    env = {**env, "COMET_API_KEY": FAKE_COMET_KEY, "COMET_URL_OVERRIDE": closed}
     second = subprocess.run(cli(*TRAIN_ARGS), cwd=workdir, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     return outputs, complete[-1], second.stdout + second.stderr
@@ -118,7 +130,15 @@ def test_no_secret_in_recipe_logs_or_comet(resumed_run):
     for archive in (outputs / "comet").glob("*.zip"):
         with zipfile.ZipFile(archive) as zf:
             texts += [zf.read(name).decode(errors="replace") for name in zf.namelist()]
-    assert not [t for t in texts if FAKE_HF_TOKEN in t]
+    assert not [t for t in texts if FAKE_HF_TOKEN in t or FAKE_COMET_KEY in t]
+
+
+def test_a_comet_key_without_a_server_logs_offline_with_one_warning(resumed_run):
+    outputs, _, log = resumed_run
+    warnings = [line for line in log.splitlines() if line.startswith("warning: CometML server")]
+    assert len(warnings) == 1 and "unreachable within 10 s (ConnectionError)" in warnings[0]
+    assert f"this run logs to the offline archive {outputs.relative_to(outputs.parents[1])}/comet" in warnings[0]
+    assert "Your experiment will not be logged" not in log
 
 
 def test_the_recipes_speed_plugin_loads_and_its_fused_loss_trains_and_evaluates(resumed_run):
@@ -134,3 +154,111 @@ def test_the_recipes_speed_plugin_loads_and_its_fused_loss_trains_and_evaluates(
         assert "Gemma-3n fused loss ran on the torch path (train)" in text
         assert "Gemma-3n fused loss ran on the torch path (eval)" in text
         assert "fused loss ran on the liger path" not in text
+
+
+# --------------------------------------------------------------------------- stops: SIGTERM, SIGINT, a killed save
+
+STOP_ARGS = [
+    "train",
+    str(REPO / "recipes" / "smoke.yml"),
+    "--num-gpus",
+    "0",
+    "--set",
+    "output_dir=outputs/stop",
+    "--set",
+    "save_strategy=steps",
+    "--set",
+    "save_steps=5",
+    "--set",
+    "eval_steps=1000",
+    "--set",
+    "auto_resume_from_checkpoints=true",
+]
+
+
+def stop_after_checkpoint(workdir, signum: int, after_step: int, max_steps: int = 400) -> dict:
+    """Start `mathpal train`, send ``signum`` to it alone (as a scheduler or Ctrl-C would) once a
+    checkpoint past ``after_step`` is complete, and report how the job ended."""
+    outputs = workdir / "outputs" / "stop"
+    proc = subprocess.Popen(
+        cli(*STOP_ARGS, "--max-steps", str(max_steps)),
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # not our process group: the signal goes to mathpal only
+    )
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 400
+    while not any(step > after_step and checkpoint_state(path) for step, path in checkpoints(outputs)):
+        assert proc.poll() is None, b"".join(lines)[-3000:].decode(errors="replace")
+        assert time.monotonic() < deadline, "no new checkpoint after 400 s"
+        time.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    code = proc.wait(timeout=60)
+    seconds = time.monotonic() - sent
+    reader.join(timeout=10)
+    time.sleep(1)
+    return {"code": code, "seconds": seconds, "left": processes_with(str(outputs)), "output": b"".join(lines)}
+
+
+@pytest.fixture(scope="module")
+def stops(workdir):
+    """SIGTERM a run, fake a save killed half-way, rerun it to the end, then SIGINT a longer rerun."""
+    outputs = workdir / "outputs" / "stop"
+    term = stop_after_checkpoint(workdir, signal.SIGTERM, after_step=0)
+    term["checkpoints"] = [step for step, path in checkpoints(outputs) if checkpoint_state(path)]
+    term["adapter_problem"] = adapter_problem(outputs)
+    last = term["checkpoints"][-1]
+    half_saved = outputs / f"checkpoint-{last + 5}"  # what a kill during the next save leaves
+    half_saved.mkdir()
+    (half_saved / "tokens_state.json").write_text("{}")
+    rerun = subprocess.run(
+        cli(*STOP_ARGS, "--max-steps", str(last + 5)), cwd=workdir, capture_output=True, text=True, timeout=600
+    )
+    finished = {"rerun": rerun, "last": last, "marker": read_marker(outputs), "problem": adapter_problem(outputs)}
+    interrupt = stop_after_checkpoint(workdir, signal.SIGINT, after_step=last + 5)
+    interrupt["adapter_problem"] = adapter_problem(outputs)
+    evaluated = subprocess.run(
+        cli("eval", "--adapter", "outputs/stop", "--limit", "1", "--no-comet"),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    return term, finished, interrupt, evaluated
+
+
+def test_sigterm_stops_the_whole_job_with_143_and_keeps_the_last_checkpoint(stops):
+    term, _, _, _ = stops
+    assert term["code"] == 128 + signal.SIGTERM, term["output"][-3000:]
+    assert term["seconds"] < 30
+    assert term["left"] == []  # no rank left training, holding the GPU
+    assert term["checkpoints"], "a complete checkpoint stays usable"
+    # SIGTERM saves nothing into output_dir: eval refuses the folder (no weights), and would refuse any there
+    assert "no adapter weights" in term["adapter_problem"]
+
+
+def test_a_half_saved_checkpoint_is_moved_aside_and_the_run_resumes_from_the_last_complete_one(stops, workdir):
+    _, finished, _, _ = stops
+    rerun, last = finished["rerun"], finished["last"]
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert (
+        f"warning: outputs/stop/checkpoint-{last + 5} is an incomplete checkpoint (its save was interrupted): "
+        f"moved to outputs/stop/incomplete-checkpoint-{last + 5}; resuming from the last complete one"
+    ) in rerun.stderr
+    assert f"resume from checkpoint at outputs/stop/checkpoint-{last}" in rerun.stdout + rerun.stderr
+    assert (workdir / "outputs" / "stop" / f"incomplete-checkpoint-{last + 5}" / "tokens_state.json").is_file()
+    assert finished["marker"]["global_step"] == last + 5 and finished["problem"] is None
+
+
+def test_sigint_saves_stops_with_130_and_the_saved_weights_are_not_taken_for_a_finished_adapter(stops):
+    _, _, interrupt, evaluated = stops
+    assert interrupt["code"] == 128 + signal.SIGINT, interrupt["output"][-3000:]
+    assert interrupt["seconds"] < 30 and interrupt["left"] == []
+    assert "was not marked finished" in interrupt["adapter_problem"]
+    assert evaluated.returncode == 2
+    lines = [line for line in evaluated.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: --adapter outputs/stop is a training run that was not marked finished")
+    assert "--allow-unfinished" in lines[-1]
