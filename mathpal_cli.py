@@ -136,10 +136,10 @@ def tiny_model(
     from mathpal_train.tiny_model import corpus_texts, write_tiny_model
 
     try:
-        texts = corpus_texts(data)
-    except ValueError as err:
+        path = write_tiny_model(corpus_texts(data), out, vocab_size=vocab_size, seed=seed)
+    except ValueError as err:  # no data, an output that cannot be written
         raise fail(str(err)) from None
-    echo(console, f"Tiny Gemma-3n written to {write_tiny_model(texts, out, vocab_size=vocab_size, seed=seed)}")
+    echo(console, f"Tiny Gemma-3n written to {path}")
 
 
 # --------------------------------------------------------------------------- train

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from mathpal_train.atomic_files import staged_dir
+from mathpal_train.atomic_files import check_writable, staged_dir
 
 DEFAULT_TINY_MODEL_DIR = Path(".mathpal/tiny-gemma3n")
 
@@ -218,6 +218,7 @@ def write_tiny_model(
     """Train the tokenizer, build the model and ``save_pretrained`` both into ``out_dir`` atomically."""
     from transformers import GenerationConfig
 
+    check_writable(Path(out_dir))
     tokenizer = train_tokenizer(texts, vocab_size, gemma3n_chat_template())
     config = tiny_text_config(vocab_size=len(tokenizer))
     model = build_tiny_model(config, seed)

@@ -131,6 +131,16 @@ def test_train_refuses_a_read_only_output_folder_before_launching(work):
     assert "accelerate" not in result.stdout
 
 
+def test_tiny_model_refuses_a_read_only_folder_before_training_its_tokenizer(work):
+    (work / "data").mkdir()
+    row = {"messages": [{"role": "user", "content": "Tính 2 + 3."}, {"role": "assistant", "content": "Đáp số: 5"}]}
+    (work / "data" / "train.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    (work / "models").mkdir()
+    result = in_namespace(f"{read_only('models')} && exec {MATHPAL} tiny-model --out models/tiny", work)
+    assert result.returncode == 2
+    assert last_error(result.stderr).startswith("error: cannot write models/tiny: Read-only file system")
+
+
 # --------------------------------------------------------------------------- a disk that fills up while writing
 
 
