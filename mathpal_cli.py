@@ -39,6 +39,7 @@ QdrantUrl = Annotated[str | None, typer.Option(help="Qdrant server URL (key from
 Sets = Annotated[list[str], typer.Option("--set", help="Override any recipe key: key=value (repeatable).")]
 NoComet = Annotated[bool, typer.Option("--no-comet", help="Do not log to CometML.")]
 ReportDir = Annotated[Path | None, typer.Option(help="Report folder (default reports/<run>).")]
+Debug = Annotated[bool, typer.Option(help="Also show the libraries' log messages and warnings.")]
 
 
 def fail(message: str) -> typer.Exit:
@@ -150,18 +151,33 @@ def validate(
     recipe: Annotated[Path, typer.Argument(help="Axolotl recipe to check.")],
     num_gpus: Annotated[int, typer.Option(min=1, help="GPUs the run will use (for the effective batch).")] = 1,
     set_: Sets = [],
+    gpu_memory: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="GiB of the card to check the memory estimate against (default: the visible GPU)."),
+    ] = None,
+    debug: Debug = False,
 ) -> None:
-    """Check a recipe offline (Axolotl's schema, unknown keys, files, secrets) and summarise the run."""
+    """Check a recipe offline (Axolotl's schema, unknown keys, files, secrets); summarise the run and its memory."""
+    from mathpal_train.memory import memory_lines
+    from mathpal_train.terminal import library_noise
     from mathpal_train.validate import validate_recipe
 
     try:
         resolved, applied = launch.resolve(recipe, set_, [])
         print_overrides(applied)
-        summary = validate_recipe(resolved, recipe, num_gpus)
+        with library_noise(debug):
+            summary = validate_recipe(resolved, recipe, num_gpus)
+            memory, warning = memory_lines(resolved, num_gpus, gpu_memory)
     except ValueError as err:
         raise fail(str(err)) from None
     console.print(f"[green]ok[/] {recipe}")
-    echo(console, *("  " + line for line in summary.lines()))
+    echo(console, *("  " + line for line in [*summary.lines(), *memory]))
+    print_warning(warning)
+
+
+def print_warning(warning: str | None) -> None:
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 def print_overrides(applied: list[tuple[str, object, str]]) -> None:
@@ -195,7 +211,9 @@ def train(
     dry_run: Annotated[bool, typer.Option(help="Print the command and write the resolved recipe only.")] = False,
 ) -> None:
     """Train with Axolotl: validate, apply overrides, then run `accelerate launch -m axolotl.cli.train`."""
+    from mathpal_train.memory import memory_lines
     from mathpal_train.recipes import quick_test_overrides
+    from mathpal_train.terminal import library_noise
 
     try:
         plan = launch.plan_launch(
@@ -215,11 +233,14 @@ def train(
         ]
         if experiment_name:
             flags.append(("comet_experiment_config", {"name": experiment_name}))
-        run = launch.prepare_run(recipe, plan, flags, set_)
+        with library_noise(debug):
+            run = launch.prepare_run(recipe, plan, flags, set_)
+            memory, warning = memory_lines(run.resolved, plan.processes)
     except ValueError as err:  # LaunchError, RecipeError, a bad recipe file or --set
         raise fail(str(err)) from None
     print_overrides(run.applied)
-    echo(console, f"resolved recipe: {run.resolved_path}", " ".join(run.argv))
+    echo(console, memory[0], f"resolved recipe: {run.resolved_path}", " ".join(run.argv))
+    print_warning(warning)
     if dry_run:
         return
     echo(console, f"log: {run.log_path}")
