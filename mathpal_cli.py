@@ -214,6 +214,7 @@ def train(
     from mathpal_train.memory import memory_lines
     from mathpal_train.recipes import quick_test_overrides
     from mathpal_train.terminal import library_noise
+    from mathpal_train.trained_run import run_training
 
     try:
         plan = launch.plan_launch(
@@ -244,7 +245,9 @@ def train(
     if dry_run:
         return
     echo(console, f"log: {run.log_path}")
-    raise typer.Exit(code=launch.run_logged(run.argv, launch.job_env(run.output_dir, debug), run.log_path))
+    code, lines = run_training(run.argv, launch.job_env(run.output_dir, debug), run.log_path, run.resolved)
+    echo(console, *lines)
+    raise typer.Exit(code=code)
 
 
 # --------------------------------------------------------------------------- eval
