@@ -9,6 +9,7 @@ line starting with ``error:`` and exit with status 2.
 from __future__ import annotations
 
 import os
+import sys
 
 # Axolotl sends telemetry unless told not to; set before anything imports it.
 os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
@@ -248,6 +249,46 @@ def train(
     code, lines = run_training(run.argv, launch.job_env(run.output_dir, debug), run.log_path, run.resolved)
     echo(console, *lines)
     raise typer.Exit(code=code)
+
+
+# --------------------------------------------------------------------------- after training
+
+
+@app.command()
+def ask(
+    question: Annotated[
+        str | None, typer.Argument(help="The question (none: --file, else one a line from stdin).", show_default=False)
+    ] = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="A finished run's output_dir (or its recipe): its base model plus adapter.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="A merged model folder (`mathpal merge`), or another base for --adapter.")
+    ] = None,
+    file: Annotated[Path | None, typer.Option(help="Questions: a text file, one a line, or a JSONL split.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N questions of --file.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 512,
+    debug: Debug = False,
+) -> None:
+    """Ask the trained tutor: the answer streams as it is generated, then the final answer it gives."""
+    from mathpal_train import tutor
+    from mathpal_train.terminal import library_noise, stream_writer
+
+    write = stream_writer(console)
+    try:
+        if question and file:
+            raise ValueError("pass a question or --file, not both")
+        questions = [question] if question else tutor.questions_from_file(file, limit) if file else None
+        with library_noise(debug):
+            loaded = tutor.load_tutor(adapter, model)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    echo(console, f"tutor: {loaded.description}")
+    typed = questions is None and sys.stdin.isatty()
+    if questions is None:
+        questions = tutor.questions_from_stdin(sys.stdin, (lambda: write("question> ")) if typed else None)
+    with library_noise(debug):
+        tutor.ask_all(loaded, questions, max_new_tokens, write, numbered=not typed and question is None)
 
 
 # --------------------------------------------------------------------------- eval

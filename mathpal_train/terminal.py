@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,6 +59,16 @@ class StageBars:
         done = task.completed + n
         rate = f"{done / max(task.elapsed or 0, 1e-6):,.0f} {self.units.get(kind, '')}".rstrip()
         self.progress.update(self.current, completed=done, rate=rate)
+
+
+def stream_writer(console: Console) -> Callable[[str], None]:
+    """Write text as it comes (a streamed answer): no newline added, flushed at once."""
+
+    def write(text: str) -> None:
+        console.file.write(text)
+        console.file.flush()
+
+    return write
 
 
 def echo(console: Console, *items: Any) -> None:
