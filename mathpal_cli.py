@@ -291,6 +291,25 @@ def ask(
         tutor.ask_all(loaded, questions, max_new_tokens, write, numbered=not typed and question is None)
 
 
+@app.command()
+def merge(
+    run: Annotated[Path, typer.Argument(help="A finished run's output_dir, or its recipe.")],
+    out: Annotated[Path | None, typer.Option(help="Folder to write (default: <output_dir>/merged).")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model to merge into (default: the run's).")] = None,
+    debug: Debug = False,
+) -> None:
+    """Merge a run's LoRA adapter into its base model: one folder of weights, tokenizer and chat template."""
+    from mathpal_train.merge import merge_adapter
+    from mathpal_train.terminal import library_noise
+
+    try:
+        with library_noise(debug):
+            path = merge_adapter(run, out, model)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    echo(console, f"Merged model written to {path} (ask it: mathpal ask --model {path})")
+
+
 # --------------------------------------------------------------------------- eval
 
 

@@ -27,7 +27,7 @@ def in_tmp(tmp_path, monkeypatch):
 def test_help_lists_every_command_with_a_description():
     result = runner.invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0
-    for command in ["seed-qdrant", "prepare-data", "tiny-model", "validate", "train", "eval", "demo"]:
+    for command in ["seed-qdrant", "prepare-data", "tiny-model", "validate", "train", "ask", "merge", "eval", "demo"]:
         line = next(line for line in result.output.splitlines() if f" {command} " in line)
         assert len(line.split(command, 1)[1].strip(" │")) > 10, line
 
