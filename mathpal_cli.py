@@ -9,6 +9,7 @@ line starting with ``error:`` and exit with status 2.
 from __future__ import annotations
 
 import os
+import sys
 
 # Axolotl sends telemetry unless told not to; set before anything imports it.
 os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
@@ -39,6 +40,7 @@ QdrantUrl = Annotated[str | None, typer.Option(help="Qdrant server URL (key from
 Sets = Annotated[list[str], typer.Option("--set", help="Override any recipe key: key=value (repeatable).")]
 NoComet = Annotated[bool, typer.Option("--no-comet", help="Do not log to CometML.")]
 ReportDir = Annotated[Path | None, typer.Option(help="Report folder (default reports/<run>).")]
+Debug = Annotated[bool, typer.Option(help="Also show the libraries' log messages and warnings.")]
 
 
 def fail(message: str) -> typer.Exit:
@@ -150,18 +152,33 @@ def validate(
     recipe: Annotated[Path, typer.Argument(help="Axolotl recipe to check.")],
     num_gpus: Annotated[int, typer.Option(min=1, help="GPUs the run will use (for the effective batch).")] = 1,
     set_: Sets = [],
+    gpu_memory: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="GiB of the card to check the memory estimate against (default: the visible GPU)."),
+    ] = None,
+    debug: Debug = False,
 ) -> None:
-    """Check a recipe offline (Axolotl's schema, unknown keys, files, secrets) and summarise the run."""
+    """Check a recipe offline (Axolotl's schema, unknown keys, files, secrets); summarise the run and its memory."""
+    from mathpal_train.memory import memory_lines
+    from mathpal_train.terminal import library_noise
     from mathpal_train.validate import validate_recipe
 
     try:
         resolved, applied = launch.resolve(recipe, set_, [])
         print_overrides(applied)
-        summary = validate_recipe(resolved, recipe, num_gpus)
+        with library_noise(debug):
+            summary = validate_recipe(resolved, recipe, num_gpus)
+            memory, warning = memory_lines(resolved, num_gpus, gpu_memory)
     except ValueError as err:
         raise fail(str(err)) from None
     console.print(f"[green]ok[/] {recipe}")
-    echo(console, *("  " + line for line in summary.lines()))
+    echo(console, *("  " + line for line in [*summary.lines(), *memory]))
+    print_warning(warning)
+
+
+def print_warning(warning: str | None) -> None:
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 def print_overrides(applied: list[tuple[str, object, str]]) -> None:
@@ -196,7 +213,10 @@ def train(
     dry_run: Annotated[bool, typer.Option(help="Print the command and write the resolved recipe only.")] = False,
 ) -> None:
     """Train with Axolotl: validate, apply overrides, then run `accelerate launch -m axolotl.cli.train`."""
+    from mathpal_train.memory import memory_lines
     from mathpal_train.recipes import quick_test_overrides
+    from mathpal_train.terminal import library_noise
+    from mathpal_train.trained_run import run_training
 
     try:
         plan = launch.plan_launch(
@@ -216,17 +236,81 @@ def train(
         ]
         if experiment_name:
             flags.append(("comet_experiment_config", {"name": experiment_name}))
-        run = launch.prepare_run(recipe, plan, flags, set_)
+        with library_noise(debug):
+            run = launch.prepare_run(recipe, plan, flags, set_)
+            memory, warning = memory_lines(run.resolved, plan.processes)
     except ValueError as err:  # LaunchError, RecipeError, a bad recipe file or --set
         raise fail(str(err)) from None
     print_overrides(run.applied)
-    echo(console, f"resolved recipe: {run.resolved_path}", " ".join(run.argv))
+    echo(console, memory[0], f"resolved recipe: {run.resolved_path}", " ".join(run.argv))
+    print_warning(warning)
     if dry_run:
         return
     env, notes = launch.prepare_job(run, debug)
     err_console.print(*(f"warning: {note}" for note in notes), sep="\n", highlight=False, soft_wrap=True, end="")
     echo(console, f"log: {run.log_path}")
-    raise typer.Exit(code=launch.run_logged(run.argv, env, run.log_path))
+    code, lines = run_training(run.argv, env, run.log_path, run.resolved)
+    echo(console, *lines)
+    raise typer.Exit(code=code)
+
+
+# --------------------------------------------------------------------------- after training
+
+
+@app.command()
+def ask(
+    question: Annotated[
+        str | None, typer.Argument(help="The question (none: --file, else one a line from stdin).", show_default=False)
+    ] = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="A finished run's output_dir (or its recipe): its base model plus adapter.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="A merged model folder (`mathpal merge`), or another base for --adapter.")
+    ] = None,
+    file: Annotated[Path | None, typer.Option(help="Questions: a text file, one a line, or a JSONL split.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N questions of --file.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 512,
+    debug: Debug = False,
+) -> None:
+    """Ask the trained tutor: the answer streams as it is generated, then the final answer it gives."""
+    from mathpal_train import tutor
+    from mathpal_train.terminal import library_noise, stream_writer
+
+    write = stream_writer(console)
+    try:
+        if question and file:
+            raise ValueError("pass a question or --file, not both")
+        questions = [question] if question else tutor.questions_from_file(file, limit) if file else None
+        with library_noise(debug):
+            loaded = tutor.load_tutor(adapter, model)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    echo(console, f"tutor: {loaded.description}")
+    typed = questions is None and sys.stdin.isatty()
+    if questions is None:
+        questions = tutor.questions_from_stdin(sys.stdin, (lambda: write("question> ")) if typed else None)
+    with library_noise(debug):
+        tutor.ask_all(loaded, questions, max_new_tokens, write, numbered=not typed and question is None)
+
+
+@app.command()
+def merge(
+    run: Annotated[Path, typer.Argument(help="A finished run's output_dir, or its recipe.")],
+    out: Annotated[Path | None, typer.Option(help="Folder to write (default: <output_dir>/merged).")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model to merge into (default: the run's).")] = None,
+    debug: Debug = False,
+) -> None:
+    """Merge a run's LoRA adapter into its base model: one folder of weights, tokenizer and chat template."""
+    from mathpal_train.merge import merge_adapter
+    from mathpal_train.terminal import library_noise
+
+    try:
+        with library_noise(debug):
+            path = merge_adapter(run, out, model)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    echo(console, f"Merged model written to {path} (ask it: mathpal ask --model {path})")
 
 
 # --------------------------------------------------------------------------- eval

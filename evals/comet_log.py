@@ -56,11 +56,19 @@ def _log_everything(
     samples: Sequence[dict[str, Any]],
     assets: Sequence[Path],
     chart: Path | None,
+    into_training_run: bool = False,
 ) -> None:
     """What every evaluation logs: name, parameters, flattened metrics, the samples table,
-    the chart and the report files."""
-    experiment.set_name(run_name)
-    experiment.log_parameters(params)
+    the chart and the report files.
+
+    Into a training run's experiment the name stays the run's and the parameters are
+    prefixed ``eval_`` (the trainer's own parameters keep theirs)."""
+    if into_training_run:
+        experiment.log_other("eval_run", run_name)
+        experiment.log_parameters(params, prefix="eval")
+    else:
+        experiment.set_name(run_name)
+        experiment.log_parameters(params)
     experiment.log_metrics(flatten_metrics(metrics))
     if samples:
         experiment.log_table(SAMPLES_TABLE, tabular_data=samples_table(samples), headers=list(TABLE_COLUMNS))
@@ -80,14 +88,16 @@ def log_to_comet(
     chart: Path | None = None,
     project: str = COMET_PROJECT,
     probe_timeout: float = COMET_PROBE_TIMEOUT_S,
+    experiment_key: str | None = None,
 ) -> CometResult:
     """Log metrics, parameters, the samples table, the chart and ``assets``.
 
     Online when ``COMET_API_KEY`` is set and the server answers; otherwise into an offline
-    archive in ``offline_dir`` (created only then).
+    archive in ``offline_dir`` (created only then). With ``experiment_key`` (a training run's,
+    from its run record) everything is added to that experiment.
     """
-    run = start_experiment(offline_dir, project, probe_timeout)
-    _log_everything(run.experiment, run_name, metrics, params, samples, assets, chart)
+    run = start_experiment(offline_dir, project, probe_timeout, existing_key=experiment_key)
+    _log_everything(run.experiment, run_name, metrics, params, samples, assets, chart, bool(experiment_key))
     url = run.experiment.url if run.online else None
     archive = end_experiment(run)
     if run.online:

@@ -32,6 +32,7 @@ from evals.report import write_report
 from evals.stats import compare_paired
 from mathpal_train.atomic_files import WriteError, check_writable, sweep_killed
 from mathpal_train.run_state import adapter_problem
+from mathpal_train.trained_run import experiment_key_of
 
 # The fields of one prediction (the input of ``mathpal score``, and what ``eval`` produces).
 REQUIRED_FIELDS = ("question", "answer", "prediction")
@@ -292,11 +293,13 @@ def report_predictions(
     params: dict[str, Any] | None = None,
     notify: Callable[[str], None] = print,
     warn: Callable[[str], None] = _warn,
+    experiment_key: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Grade, aggregate, compare, write the report directory and log it to Comet.
 
     Both commands end here.  Comet is a side channel: whatever goes wrong with it, the report
-    is still written whole, and ``warn`` says so in one line.
+    is still written whole, and ``warn`` says so in one line.  ``experiment_key``: add the log
+    to that (training) experiment instead of starting one.
     """
     run = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     samples = score_predictions(predictions)
@@ -318,6 +321,7 @@ def report_predictions(
                 samples=samples,
                 assets=[staging / "metrics.json", staging / "samples.jsonl", staging / "report.md"],
                 chart=staging / CHART_FILE,
+                experiment_key=experiment_key,
             )
         except WriteError as error:  # the disk, not Comet: the report cannot be written whole either
             raise WriteError(f"cannot write {report_dir}: {error}") from None
@@ -329,6 +333,8 @@ def report_predictions(
             notify(f"CometML: {result.url}")
             return
         archive = report_dir / "comet" / result.archive.name if result.archive else report_dir / "comet"
+        if experiment_key:
+            archive = f"{archive}, adding to the training run's experiment {experiment_key}"
         if result.fallback:
             warn(f"CometML {result.fallback}; report kept, logged offline to {archive} (upload with `comet upload`)")
         else:
@@ -398,7 +404,8 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
         "max_new_tokens": settings.max_new_tokens,
         "limit": settings.limit or 0,
     }
-    return report_predictions(predictions, header, settings.report_dir, settings.comet, params)
+    key = experiment_key_of(Path(settings.adapter)) if settings.adapter else None
+    return report_predictions(predictions, header, settings.report_dir, settings.comet, params, experiment_key=key)
 
 
 def run_score(path: Path, report_dir: Path | None = None, comet: bool = True) -> tuple[Path, dict[str, Any]]:

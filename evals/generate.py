@@ -21,16 +21,17 @@ class Generation:
     hit_limit: bool  # stopped by max_new_tokens rather than an end-of-turn token
 
 
-def load_model(model_path: str, adapter: str | None = None):
+def load_model(model_path: str, adapter: str | None = None, tokenizer_path: str | None = None):
     """Tokenizer and model (with the LoRA adapter attached when given), in eval mode.
 
     The adapter is attached, not merged, so ``model.disable_adapter()`` gives the
-    base model back for a baseline without loading the weights twice.
+    base model back for a baseline without loading the weights twice. ``tokenizer_path``:
+    a training run's folder, whose tokenizer carries the chat template it trained with.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or model_path)
     tokenizer.padding_side = "left"
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)

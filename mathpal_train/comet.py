@@ -26,6 +26,8 @@ from urllib.parse import urljoin
 
 COMET_PROJECT = "mathpal-gemma3n"
 COMET_PROBE_TIMEOUT_S = 10.0
+# The asset that carries an artifact's metadata in an offline archive (``log_artifact``).
+ARTIFACT_METADATA = "artifact_metadata.json"
 
 QUIET_EXPERIMENT = dict(
     auto_metric_logging=False,
@@ -104,10 +106,18 @@ class CometRun(NamedTuple):
 
 
 def start_experiment(
-    offline_dir: Path, project: str = COMET_PROJECT, probe_timeout: float = COMET_PROBE_TIMEOUT_S
+    offline_dir: Path,
+    project: str = COMET_PROJECT,
+    probe_timeout: float = COMET_PROBE_TIMEOUT_S,
+    existing_key: str | None = None,
 ) -> CometRun:
     """An ``Experiment`` when a key is set and the server answers, else an ``OfflineExperiment``
-    writing into ``offline_dir`` (created only then)."""
+    writing into ``offline_dir`` (created only then).
+
+    With ``existing_key`` the run adds to that experiment (a training run's, so that its model
+    artifact and evaluation sit beside its loss curve): ``ExistingExperiment`` online,
+    ``ExistingOfflineExperiment`` offline, whose archive is uploaded after the experiment's own.
+    """
     quiet_comet_console()
     import comet_ml
 
@@ -116,7 +126,10 @@ def start_experiment(
         url = comet_server_url()
         why = probe_server(url, probe_timeout)
         if why is None:
-            experiment = comet_ml.Experiment(project_name=project, **QUIET_EXPERIMENT)
+            if existing_key:
+                experiment = comet_ml.ExistingExperiment(experiment_key=existing_key, **QUIET_EXPERIMENT)
+            else:
+                experiment = comet_ml.Experiment(project_name=project, **QUIET_EXPERIMENT)
             if experiment.alive:
                 return CometRun(experiment, True, Path(offline_dir))
             experiment.end()
@@ -124,10 +137,52 @@ def start_experiment(
         else:
             fallback = f"server {url} unreachable within {probe_timeout:g} s ({why})"
     Path(offline_dir).mkdir(parents=True, exist_ok=True)
-    experiment = comet_ml.OfflineExperiment(
-        project_name=project, offline_directory=str(offline_dir), **QUIET_EXPERIMENT
+    offline = comet_ml.ExistingOfflineExperiment if existing_key else comet_ml.OfflineExperiment
+    experiment = offline(
+        project_name=project,
+        offline_directory=str(offline_dir),
+        **({"experiment_key": existing_key} if existing_key else {}),
+        **QUIET_EXPERIMENT,
     )
     return CometRun(experiment, False, Path(offline_dir), fallback)
+
+
+def new_experiment_key() -> str:
+    """A fresh experiment key (32 hex characters, what comet_ml accepts), chosen before the
+    training job starts so that later commands can add to its experiment."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def log_artifact(run: CometRun, name: str, artifact_type: str, files: dict[str, Path], metadata: dict) -> str:
+    """Log ``files`` (logical name → path) as a Comet artifact; returns where it went, as one line.
+
+    comet_ml cannot log an artifact offline (``OfflineExperiment.log_artifact`` raises
+    NotImplementedError, comet_ml 3.58), so offline the same files become assets tagged with
+    the artifact's name, type and sha256, and the metadata the asset ``ARTIFACT_METADATA``
+    (not a ``log_other``: Comet cuts those at 1,000 characters); rerun online to create the
+    artifact itself.
+    """
+    import hashlib
+
+    if run.online:
+        import comet_ml
+
+        artifact = comet_ml.Artifact(name, artifact_type=artifact_type, metadata=metadata)
+        for logical, path in files.items():
+            artifact.add(str(path), logical_path=logical)
+        logged = run.experiment.log_artifact(artifact)
+        return f"Comet artifact {name} ({artifact_type}) version {getattr(logged, 'version', '?')} logged"
+    for logical, path in files.items():
+        sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        tags = {"artifact": name, "artifact_type": artifact_type, "sha256": sha}
+        run.experiment.log_asset(str(path), file_name=logical, metadata=tags)
+    text = json.dumps(metadata, ensure_ascii=False, sort_keys=True, indent=2)
+    run.experiment.log_asset_data(text, name=ARTIFACT_METADATA, metadata={"artifact": name})
+    run.experiment.log_other("artifact", name)
+    run.experiment.log_other("artifact_type", artifact_type)
+    return f"{artifact_type} {name}: its {len(files)} files as assets, since comet_ml cannot log an artifact offline"
 
 
 def end_experiment(run: CometRun) -> Path | None:
@@ -142,14 +197,16 @@ def end_experiment(run: CometRun) -> Path | None:
     run.experiment.end()
     if run.online:
         return None
-    archive = run.offline_dir / f"{key}.zip"
-    if not archive.is_file():
-        raise WriteError(f"comet_ml wrote no offline archive {archive.name} (is the disk full?)")
+    # ``<key>.zip`` for a new experiment; an existing one's archive adds a random suffix, and the
+    # folder may hold the experiment's earlier archives too: the newest is this run's.
+    archives = sorted(run.offline_dir.glob(f"{key}*.zip"), key=lambda p: p.stat().st_mtime)
+    if not archives:
+        raise WriteError(f"comet_ml wrote no offline archive {key}.zip (is the disk full?)")
     try:
-        _archive_messages(archive)
+        _archive_messages(archives[-1])
     except (OSError, ValueError, zipfile.BadZipFile, KeyError):
-        raise WriteError(f"the Comet offline archive {archive.name} is incomplete (is the disk full?)") from None
-    return archive
+        raise WriteError(f"the Comet offline archive {archives[-1].name} is incomplete (is the disk full?)") from None
+    return archives[-1]
 
 
 def flatten_metrics(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -201,6 +258,21 @@ def read_offline_metrics(archive: Path) -> dict[str, float]:
         if message.get("type") == "metric_msg":
             metric = message["payload"]["metric"]
             found[metric["metricName"]] = metric["metricValue"]
+    return found
+
+
+def read_offline_key(archive: Path) -> str:
+    """The key of the experiment an offline archive adds to (its ``experiment.json``)."""
+    with zipfile.ZipFile(archive) as zf:
+        return json.loads(zf.read("experiment.json"))["offline_id"]
+
+
+def read_offline_others(archive: Path) -> dict[str, str]:
+    """The ``log_other`` values an offline archive will upload (last value per name)."""
+    found: dict[str, str] = {}
+    for message in _archive_messages(archive):
+        if message.get("type") == "log_other":
+            found[message["payload"]["key"]] = message["payload"]["value"]
     return found
 
 

@@ -8,10 +8,10 @@ leaves something behind that looks more finished than it is:
   ``set_aside_incomplete`` moves such folders out of the way (``incomplete-checkpoint-N``,
   never deleted) so the next run resumes from the last complete one;
 * on SIGINT Axolotl saves the current weights as the output folder's adapter, which
-  looks exactly like a finished run's. ``RunStatePlugin`` writes ``mathpal_run.json``
-  (``FINISHED_MARKER``) as the very last thing a run that trained to the end does, with
-  the sha256 of the adapter it saved; ``adapter_problem`` trusts an adapter folder only
-  when that marker matches its weights.
+  looks exactly like a finished run's. ``RunStatePlugin`` marks the run record
+  ``mathpal_run.json`` (``RUN_RECORD``) finished as the very last thing a run that trained
+  to the end does, with the sha256 of the adapter it saved; ``adapter_problem`` trusts an
+  adapter folder only when that mark matches its weights.
 
 A checkpoint is complete when its ``trainer_state.json`` parses: the Hugging Face trainer
 writes it after the weights, the optimizer and the RNG state.
@@ -28,7 +28,11 @@ from typing import Any
 
 from mathpal_train.atomic_files import write_text_atomic
 
-FINISHED_MARKER = "mathpal_run.json"
+# The run's record: what `mathpal train` launched (written before the job starts, see
+# mathpal_train.trained_run) and, written last by RunStatePlugin, that it finished.
+RUN_RECORD = "mathpal_run.json"
+# The fields RunStatePlugin adds when the run trained to the end (and drops when a new run starts).
+FINISHED_FIELDS = ("finished", "global_step", "max_steps", "adapter", "adapter_sha256", "finished_at")
 TRAINER_STATE = "trainer_state.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 INCOMPLETE_PREFIX = "incomplete-"
@@ -115,7 +119,7 @@ def adapter_problem(folder: Path) -> str | None:
         return None  # an adapter saved by other means (PEFT, the hub): nothing says it was interrupted
     if marker is None:
         return (
-            f"{folder} is a training run that was not marked finished (no {FINISHED_MARKER}){where}: it was "
+            f"{folder} is a training run that was not marked finished (in {RUN_RECORD}){where}: it was "
             "interrupted, or its recipe lacks mathpal_train.run_state.RunStatePlugin; rerun `mathpal train` on "
             "its recipe to finish it, or pass --allow-unfinished to use these weights"
         )
@@ -133,20 +137,39 @@ def _is_training_output(folder: Path) -> bool:
     return any((folder / name).exists() for name in ("recipe.resolved.yml", "debug.log")) or bool(checkpoints(folder))
 
 
-def read_marker(folder: Path) -> dict[str, Any] | None:
+def read_record(folder: Path) -> dict[str, Any]:
+    """The run record in ``folder`` ({} when there is none, or it is not a JSON object)."""
     try:
-        marker = json.loads((Path(folder) / FINISHED_MARKER).read_text(encoding="utf-8"))
+        record = json.loads((Path(folder) / RUN_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) and marker.get("finished") is True else None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def write_record(folder: Path, record: dict[str, Any]) -> Path:
+    return write_text_atomic(Path(folder) / RUN_RECORD, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The run record when it says the run finished, else None."""
+    record = read_record(folder)
+    return record if record.get("finished") is True else None
+
+
+def clear_finished(folder: Path) -> None:
+    """A new run starts in ``folder``: its record no longer says finished (what else it says stays)."""
+    record = read_record(folder)
+    if any(name in record for name in FINISHED_FIELDS):
+        write_record(folder, {k: v for k, v in record.items() if k not in FINISHED_FIELDS})
 
 
 def write_marker(output_dir: Path, global_step: int, max_steps: int | None) -> Path | None:
-    """Write ``FINISHED_MARKER`` for the adapter now in ``output_dir``; None when there is no adapter yet."""
+    """Mark the run record finished, for the adapter now in ``output_dir``; None when there is no adapter yet."""
     weights = _weights(output_dir)
     if weights is None:
         return None
     record = {
+        **read_record(output_dir),
         "finished": True,
         "global_step": global_step,
         "max_steps": max_steps,
@@ -154,7 +177,7 @@ def write_marker(output_dir: Path, global_step: int, max_steps: int | None) -> P
         "adapter_sha256": file_sha256(weights),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return write_text_atomic(Path(output_dir) / FINISHED_MARKER, json.dumps(record, indent=2) + "\n")
+    return write_record(output_dir, record)
 
 
 def _is_main_process(cfg) -> bool:
@@ -172,10 +195,10 @@ def __getattr__(name: str):
         """Marks a run finished, last: ``plugins: [mathpal_train.run_state.RunStatePlugin]``.
 
         Axolotl calls ``post_train`` right after the training loop and again once the adapter,
-        tokenizer and model card are saved. The marker is written at the call that finds the
+        tokenizer and model card are saved. The record is marked at the call that finds the
         adapter saved after the loop ended, so a run stopped anywhere before that (SIGINT's
-        emergency save included, which never reaches ``post_train``) has none. A marker from
-        an earlier run is removed when training starts.
+        emergency save included, which never reaches ``post_train``) has no mark. An earlier
+        run's mark is removed when training starts; the rest of the record stays.
         """
 
         def __init__(self) -> None:
@@ -186,7 +209,7 @@ def __getattr__(name: str):
         def post_trainer_create(self, cfg, trainer) -> None:
             self.trainer = trainer
             if _is_main_process(cfg):
-                (Path(cfg.output_dir) / FINISHED_MARKER).unlink(missing_ok=True)
+                clear_finished(Path(cfg.output_dir))
 
         def post_train(self, cfg, model) -> None:
             if not _is_main_process(cfg):

@@ -4,10 +4,15 @@
 the elapsed time. ``StageBars`` turns a pipeline's ``(event, n, total)`` callback (see
 ``dataprep.pipeline.Progress``) into one bar per stage, each showing its own rate. ``echo``
 prints result lines as they are: no markup guessing, long lines wrapped by the terminal.
+``library_noise`` keeps what libraries log off the terminal unless the user asks for it.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -56,7 +61,46 @@ class StageBars:
         self.progress.update(self.current, completed=done, rate=rate)
 
 
+def stream_writer(console: Console) -> Callable[[str], None]:
+    """Write text as it comes (a streamed answer): no newline added, flushed at once."""
+
+    def write(text: str) -> None:
+        console.file.write(text)
+        console.file.flush()
+
+    return write
+
+
 def echo(console: Console, *items: Any) -> None:
     """Print each item (text or a rich renderable such as a table) on its own, without highlighting."""
     for item in items:
         console.print(item, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def library_noise(debug: bool = False) -> Iterator[None]:
+    """Hide what libraries log below ERROR, and their Python warnings, unless ``debug``.
+
+    Importing Axolotl loads torchao, which logs a warning for each CUDA extension a CPU
+    build cannot load, and torch logs a pytree deprecation warning for two of torchao's
+    enums; Axolotl's schema logs advice about settings this model cannot take (flash
+    attention). None of it is something a user of ``validate``, ``ask`` or ``merge`` can act
+    on; errors still show, and ``--debug`` shows everything.
+    """
+    if debug:
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    previous = logging.root.manager.disable
+    bars = transformers_logging.is_progress_bar_enabled()
+    logging.disable(logging.WARNING)
+    transformers_logging.disable_progress_bar()  # "Loading weights": a bar for a load that takes a second
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+        if bars:
+            transformers_logging.enable_progress_bar()

@@ -49,3 +49,58 @@ def tiny_model_dir(tmp_path_factory, chat_examples):
 
     texts = [m["content"] for e in chat_examples for m in e["messages"]] * 5
     return write_tiny_model(texts, tmp_path_factory.mktemp("tiny") / "tiny-gemma3n", vocab_size=400, seed=1)
+
+
+LORA_TARGETS = r"model.layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj"
+
+
+@pytest.fixture(scope="session")
+def trained_run_dir(tmp_path_factory, tiny_model_dir, chat_examples):
+    """A finished run's folder as `mathpal train` leaves it, without the minutes of training: a LoRA
+    adapter with random (non-zero) weights on the tiny model, the tokenizer, the resolved recipe,
+    a data export with its manifest, and the run record (status finished, a Comet key, the finished mark)."""
+    import hashlib
+    import json
+
+    import yaml
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mathpal_train.recipes import RESOLVED_RECIPE_NAME
+    from mathpal_train.run_state import write_marker, write_record
+    from mathpal_train.trained_run import start_record
+
+    work = tmp_path_factory.mktemp("run")
+    data = work / "data"
+    data.mkdir()
+    splits = {"train": chat_examples[:8], "validation": chat_examples[8:10], "test": chat_examples[10:]}
+    for name, rows in splits.items():
+        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in rows)
+        (data / f"{name}.jsonl").write_text(text, encoding="utf-8")
+    manifest = {
+        "source": {"collection": "vector_exams"},
+        "counts": {"splits": {name: len(rows) for name, rows in splits.items()}},
+        "files": {f"{n}.jsonl": hashlib.sha256((data / f"{n}.jsonl").read_bytes()).hexdigest() for n in splits},
+    }
+    (data / "manifest.json").write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+    out = work / "outputs" / "tiny"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    get_peft_model(model, LoraConfig(r=4, target_modules=LORA_TARGETS, init_lora_weights=False)).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    recipe = {
+        "base_model": str(tiny_model_dir),
+        "model_type": "Gemma3nForCausalLM",
+        "chat_template": "gemma3n",
+        "adapter": "lora",
+        "lora_r": 4,
+        "lora_target_modules": LORA_TARGETS,
+        "datasets": [{"path": str(data / "train.jsonl"), "ds_type": "json", "type": "chat_template"}],
+        "output_dir": str(out),
+        "use_comet": True,
+        "bf16": False,
+    }
+    (out / RESOLVED_RECIPE_NAME).write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    record = start_record(recipe, {})
+    write_record(out, {**record, "status": "finished"})
+    write_marker(out, 1, 1)  # as RunStatePlugin marks a run that trained to the end
+    return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,27 @@ def in_tmp(tmp_path, monkeypatch):
 def test_help_lists_every_command_with_a_description():
     result = runner.invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0
-    for command in ["seed-qdrant", "prepare-data", "tiny-model", "validate", "train", "eval", "demo"]:
+    for command in ["seed-qdrant", "prepare-data", "tiny-model", "validate", "train", "ask", "merge", "eval", "demo"]:
         line = next(line for line in result.output.splitlines() if f" {command} " in line)
         assert len(line.split(command, 1)[1].strip(" │")) > 10, line
+
+
+def test_help_and_validate_print_only_what_the_user_can_act_on(in_tmp):
+    """No torchao library-load failures, torch pytree deprecations or Axolotl advice that this model
+    cannot take (flash attention) before the summary; --debug shows them."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    help_ = subprocess.run([sys.executable, "-m", "mathpal_cli", "--help"], capture_output=True, text=True, env=env)
+    assert help_.returncode == 0 and help_.stderr == ""
+    (in_tmp / "data").mkdir()
+    for name in ("train", "validation"):
+        (in_tmp / "data" / f"{name}.jsonl").write_text('{"messages": []}\n')
+    validate = [sys.executable, "-m", "mathpal_cli", "validate", str(SMOKE.parent / "production.yml")]
+    quiet = subprocess.run(validate, cwd=in_tmp, capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.splitlines()[0].startswith("ok ") and "peak GPU memory:" in quiet.stdout
+    assert all(line.startswith("  ") for line in quiet.stdout.splitlines()[1:]), quiet.stdout
+    debug = subprocess.run([*validate, "--debug"], cwd=in_tmp, capture_output=True, text=True, env=env)
+    assert debug.returncode == 0 and "cross-sample decontamination" in debug.stderr
 
 
 def test_cli_turns_axolotl_telemetry_off():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 
 import mathpal_cli
 from mathpal_cli import app
+from mathpal_train.comet import ARTIFACT_METADATA
 from tests.dataprep.conftest import _point, eid, seed_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,8 +109,11 @@ def test_log_artifact_offline_archive_holds_the_four_files(in_tmp, sample_store)
             if message["type"] == "file_upload":
                 payload = message["payload"]
                 uploads[payload["additional_params"]["fileName"]] = (zf.read(payload["file_path"]), payload["metadata"])
-    assert sorted(uploads) == sorted([*SPLIT_FILES, "manifest.json"])
+    assert sorted(uploads) == sorted([*SPLIT_FILES, "manifest.json", ARTIFACT_METADATA])
     manifest = json.loads((in_tmp / "data" / "manifest.json").read_text())
+    artifact_metadata = json.loads(uploads.pop(ARTIFACT_METADATA)[0])
+    manifest_sha = hashlib.sha256((in_tmp / "data" / "manifest.json").read_bytes()).hexdigest()
+    assert artifact_metadata["manifest_sha256"] == manifest_sha and artifact_metadata["files"] == manifest["files"]
     for name, (data, metadata) in uploads.items():
         assert data == (in_tmp / "data" / name).read_bytes()
         assert metadata["artifact"] == "mathpal-vector_exams" and metadata["artifact_type"] == "dataset"

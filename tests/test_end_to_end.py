@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mathpal_train.comet import flatten_metrics, read_offline_metrics
+from mathpal_train.comet import flatten_metrics, read_offline_key, read_offline_metrics
 from mathpal_train.train_log import eval_loss_history
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,15 @@ def pipeline(tmp_path_factory):
     mathpal("prepare-data", "--val-fraction", "0.05", "--test-fraction", "0.05", cwd=work)
     mathpal("tiny-model", "--vocab-size", "1024", cwd=work)
     train = mathpal(
-        "train", str(REPO / "recipes" / "smoke.yml"), "--max-steps", "40", "--set", "eval_steps=20", cwd=work
+        "train",
+        str(REPO / "recipes" / "smoke.yml"),
+        "--max-steps",
+        "40",
+        "--set",
+        "eval_steps=20",
+        "--set",
+        "use_comet=true",
+        cwd=work,
     )
     mathpal(
         "eval",
@@ -48,7 +56,11 @@ def pipeline(tmp_path_factory):
         "reports/e2e",
         cwd=work,
     )
-    return work, train
+    ask = ["ask", "--file", "data/test.jsonl", "--limit", "1", "--max-new-tokens", "24"]
+    asked = mathpal(*ask, "--adapter", "outputs/smoke", cwd=work)
+    merged = mathpal("merge", "outputs/smoke", cwd=work)
+    asked_merged = mathpal(*ask, "--model", "outputs/smoke/merged", cwd=work)
+    return work, train, (asked, merged, asked_merged)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -56,7 +68,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def test_splits_exist_and_are_disjoint(pipeline):
-    work, _ = pipeline
+    work, _, _ = pipeline
     splits = {name: read_jsonl(work / "data" / f"{name}.jsonl") for name in ("train", "validation", "test")}
     assert all(splits.values()), {k: len(v) for k, v in splits.items()}
     ids = [{row["id"] for row in rows} for rows in splits.values()]
@@ -69,7 +81,7 @@ def test_splits_exist_and_are_disjoint(pipeline):
 
 
 def test_training_ran_through_accelerate_and_eval_loss_fell(pipeline):
-    work, train = pipeline
+    work, train, _ = pipeline
     assert "launch" in train.stdout and "-m axolotl.cli.train" in train.stdout
     losses = eval_loss_history(work / "outputs" / "smoke")
     assert len(losses) >= 2, losses
@@ -80,7 +92,7 @@ def test_adapter_loads_with_peft_and_generates(pipeline):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    work, _ = pipeline
+    work, _, _ = pipeline
     base = AutoModelForCausalLM.from_pretrained(work / ".mathpal" / "tiny-gemma3n")
     model = PeftModel.from_pretrained(base, work / "outputs" / "smoke")
     tokenizer = AutoTokenizer.from_pretrained(work / ".mathpal" / "tiny-gemma3n")
@@ -95,7 +107,7 @@ def test_adapter_loads_with_peft_and_generates(pipeline):
 
 
 def test_metrics_file_and_comet_archive_agree(pipeline):
-    work, _ = pipeline
+    work, _, _ = pipeline
     report = work / "reports" / "e2e"
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["models"]) == {"base", "tuned"} and metrics["n"] == 6
@@ -105,3 +117,22 @@ def test_metrics_file_and_comet_archive_agree(pipeline):
     logged = read_offline_metrics(archive)
     expected = flatten_metrics(metrics)
     assert {name: logged[name] for name in expected} == expected
+    # The evaluation adds to the training run's experiment, where the model artifact is too.
+    key = json.loads((work / "outputs" / "smoke" / "mathpal_run.json").read_text())["comet"]["experiment_key"]
+    assert read_offline_key(archive) == key
+    training = sorted((work / "outputs" / "smoke" / "comet").glob("*.zip"))
+    assert {read_offline_key(a) for a in training} == {key} and len(training) == 2
+
+
+def answer_of(ask: subprocess.CompletedProcess) -> str:
+    """What `mathpal ask` answered: everything after its `tutor:` line, less the timing."""
+    lines = ask.stdout.splitlines()
+    assert lines[0].startswith("tutor: ") and lines[-1].startswith("final answer: "), ask.stdout
+    return "\n".join([*lines[1:-1], lines[-1].split("   (")[0]])
+
+
+def test_the_trained_tutor_answers_and_its_merged_model_answers_the_same(pipeline):
+    work, _, (asked, merged, asked_merged) = pipeline
+    assert "system prompt from outputs/smoke/mathpal_run.json" in asked.stdout
+    assert f"Merged model written to {Path('outputs/smoke/merged')}" in merged.stdout
+    assert answer_of(asked).startswith("\n[1] ") and answer_of(asked) == answer_of(asked_merged)

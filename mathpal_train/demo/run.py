@@ -1,7 +1,8 @@
 """``mathpal demo``: the whole pipeline on a CPU, stage by stage, with the time of each.
 
 The stages are the commands a user runs by hand (seed-qdrant, prepare-data, tiny-model,
-train, eval), with their default paths, calling the same functions those commands call.
+train, eval, ask), with their default paths, calling the same functions those commands call.
+The demo ends by asking the trained tutor the first problem of the test split.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
 from evals.evaluate import EvalSettings, run_eval
 from evals.report import summary_items
 from mathpal_train.demo.points import seed_collection
-from mathpal_train.launch import plan_launch, prepare_job, prepare_run, run_logged
-from mathpal_train.terminal import echo, progress_display
+from mathpal_train.launch import plan_launch, prepare_job, prepare_run
+from mathpal_train.terminal import echo, library_noise, progress_display, stream_writer
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR, corpus_texts, write_tiny_model
 from mathpal_train.train_log import eval_loss_history
+from mathpal_train.trained_run import run_training
+from mathpal_train.tutor import ask_all, load_tutor, questions_from_file
 
 DEMO_RECIPE = Path("recipes/smoke.yml")
 DATA_DIR = Path("data")
@@ -65,6 +68,7 @@ def run_demo(
         report_dir=REPORT_DIR,
     )
     stage("eval", lambda: _evaluate(console, settings))
+    stage("ask", lambda: _ask(console, output_dir, max_new_tokens))
 
     table = Table(title="mathpal demo")
     table.add_column("stage")
@@ -94,9 +98,10 @@ def _train(console: Console, recipe: Path, max_steps: int | None) -> Path:
     echo(console, " ".join(run.argv))
     env, notes = prepare_job(run)
     echo(console, *(f"warning: {note}" for note in notes))
-    code = run_logged(run.argv, env, run.log_path)
+    code, lines = run_training(run.argv, env, run.log_path, run.resolved)
     if code != 0:
         raise DemoError(f"training exited with status {code}: see the Axolotl log above")
+    echo(console, *lines)
     return run.output_dir
 
 
@@ -104,3 +109,12 @@ def _evaluate(console: Console, settings: EvalSettings) -> None:
     with progress_display(console) as progress:
         path, metrics = run_eval(settings, progress)
     echo(console, *summary_items(path, metrics))
+
+
+def _ask(console: Console, output_dir: Path, max_new_tokens: int) -> None:
+    """`mathpal ask --adapter OUTPUT_DIR --file data/test.jsonl --limit 1`, streamed to the console."""
+    questions = questions_from_file(DATA_DIR / "test.jsonl", limit=1)
+    with library_noise():
+        tutor = load_tutor(output_dir)
+        echo(console, f"tutor: {tutor.description}")
+        ask_all(tutor, questions, max_new_tokens, stream_writer(console), numbered=True)

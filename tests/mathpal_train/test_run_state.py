@@ -7,11 +7,14 @@ import json
 import pytest
 
 from mathpal_train.run_state import (
-    FINISHED_MARKER,
+    RUN_RECORD,
     adapter_problem,
     checkpoint_state,
+    clear_finished,
+    read_record,
     set_aside_incomplete,
     write_marker,
+    write_record,
 )
 
 
@@ -60,11 +63,11 @@ def test_a_second_interrupted_save_of_the_same_step_is_kept_too(tmp_path):
 def test_a_finished_runs_adapter_is_trusted_and_an_overwritten_one_is_not(tmp_path):
     out = adapter(tmp_path / "run")
     checkpoint(out, 30)
-    assert "not marked finished (no mathpal_run.json) (last checkpoint: checkpoint-30)" in adapter_problem(out)
+    assert "not marked finished (in mathpal_run.json) (last checkpoint: checkpoint-30)" in adapter_problem(out)
     (out / "debug.log").write_text("Axolotl's log of the run")
     assert "--allow-unfinished" in adapter_problem(out)
     write_marker(out, 40, 40)
-    assert json.loads((out / FINISHED_MARKER).read_text())["global_step"] == 40
+    assert json.loads((out / RUN_RECORD).read_text())["global_step"] == 40
     assert adapter_problem(out) is None
     (out / "adapter_model.safetensors").write_bytes(b"saved on SIGINT by a later run")
     assert "weights changed after the run finished at step 40" in adapter_problem(out)
@@ -82,7 +85,7 @@ def test_a_complete_checkpoint_can_be_graded_an_incomplete_one_not(tmp_path):
 
 
 def test_no_marker_without_an_adapter(tmp_path):
-    assert write_marker(tmp_path, 1, 1) is None and not (tmp_path / FINISHED_MARKER).exists()
+    assert write_marker(tmp_path, 1, 1) is None and not (tmp_path / RUN_RECORD).exists()
 
 
 def test_an_adapter_saved_outside_a_training_run_is_trusted(tmp_path):
@@ -91,3 +94,12 @@ def test_an_adapter_saved_outside_a_training_run_is_trusted(tmp_path):
     run = adapter(tmp_path / "run")
     (run / "debug.log").write_text("Axolotl's log of the run")
     assert "was not marked finished" in adapter_problem(run)
+
+
+def test_the_finished_mark_joins_the_run_record_and_a_new_run_clears_only_the_mark(tmp_path):
+    out = adapter(tmp_path / "run")
+    write_record(out, {"status": "running", "system_prompt": "Bạn là MathPal."})
+    write_marker(out, 12, 12)
+    assert read_record(out)["system_prompt"] == "Bạn là MathPal." and read_record(out)["finished"] is True
+    clear_finished(out)
+    assert read_record(out) == {"status": "running", "system_prompt": "Bạn là MathPal."}

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.train_multi_gpu import processes_with
+from mathpal_train.comet import ARTIFACT_METADATA, read_offline_assets, read_offline_key, read_offline_others
 from mathpal_train.run_state import adapter_problem, checkpoint_state, checkpoints, read_marker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,8 +110,13 @@ def test_rerun_resumes_from_the_last_checkpoint(resumed_run):
 
 def test_offline_comet_archive_holds_the_loss_curve(resumed_run):
     outputs, _, _ = resumed_run
-    # The killed run leaves an empty archive (comet_ml writes it at exit); the rerun's is whole.
-    archives = [a for a in (outputs / "comet").glob("*.zip") if "messages.json" in zipfile.ZipFile(a).namelist()]
+    # The killed run leaves an empty archive (comet_ml writes it at exit); the rerun's is whole,
+    # and beside it is the model artifact's.
+    archives = [
+        a
+        for a in (outputs / "comet").glob("*.zip")
+        if "messages.json" in zipfile.ZipFile(a).namelist() and "artifact" not in read_offline_others(a)
+    ]
     assert len(archives) == 1, sorted((outputs / "comet").iterdir())
     steps = set()
     for archive in archives:
@@ -121,6 +127,24 @@ def test_offline_comet_archive_holds_the_loss_curve(resumed_run):
                 if metric and metric["metricName"] == "train/loss":
                     steps.add(metric["step"])
     assert len(steps) >= 4, steps
+
+
+def test_the_run_is_one_experiment_with_its_adapter_as_model_artifact(resumed_run):
+    """The finished launch and its model artifact log under the key `mathpal train` recorded (the
+    killed launch had a key of its own)."""
+    outputs, _, log = resumed_run
+    record = json.loads((outputs / "mathpal_run.json").read_text())
+    key = record["comet"]["experiment_key"]
+    assert record["status"] == "finished" and record["system_prompt"]
+    archives = [a for a in (outputs / "comet").glob("*.zip") if "messages.json" in zipfile.ZipFile(a).namelist()]
+    assert len(archives) == 2 and {read_offline_key(a) for a in archives} == {key}, archives
+    (artifact,) = [a for a in archives if read_offline_others(a).get("artifact_type") == "model"]
+    assets = read_offline_assets(artifact)
+    assert assets["adapter_model.safetensors"][1] == (outputs / "adapter_model.safetensors").read_bytes()
+    metadata = json.loads(assets[ARTIFACT_METADATA][1])
+    assert metadata["dataset_manifest_sha256"] == record["dataset"]["manifest_sha256"] is not None
+    assert metadata["recipe"]["output_dir"] == "outputs/resume"
+    assert "Comet offline archive" in log and "model mathpal-adapter-resume" in log
 
 
 def test_no_secret_in_recipe_logs_or_comet(resumed_run):

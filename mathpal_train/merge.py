@@ -1,0 +1,71 @@
+"""``mathpal merge``: a finished run's adapter folded into its base model, as one standalone folder.
+
+The merge is PEFT's own ``merge_and_unload`` (W + scale x B A for every LoRA layer), the
+one Axolotl's legacy merge calls too; nothing here computes weights. The base is loaded
+unquantised, at the run's compute dtype (bf16 for the GPU recipes, fp32 for the CPU one):
+a QLoRA adapter trained against nf4 weights is merged into the bf16 weights those
+approximate, which is what Axolotl's ``merge_lora`` does as well.
+
+The folder holds what ``from_pretrained`` needs and what training used to build prompts:
+the weights, the run's tokenizer with its chat template, and the run's recipe and record
+(so ``mathpal ask --model FOLDER`` finds the training system prompt). It is written
+atomically (``staged_dir``): a failed or killed merge leaves the previous folder, or none.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from mathpal_train.atomic_files import staged_dir
+from mathpal_train.recipes import RESOLVED_RECIPE_NAME
+from mathpal_train.run_state import RUN_RECORD
+from mathpal_train.trained_run import open_run
+
+MERGED_DIR_NAME = "merged"
+
+
+def merge_dtype(recipe: dict):
+    """The dtype the run computed in: bf16 or fp16 when the recipe trains in it, else fp32."""
+    import torch
+
+    if recipe.get("bf16") or recipe.get("load_in_4bit") or recipe.get("load_in_8bit"):
+        return torch.bfloat16
+    if recipe.get("fp16"):
+        return torch.float16
+    return torch.float32
+
+
+def merge_adapter(source: Path, out: Path | None = None, base_model: str | None = None) -> Path:
+    """Merge the run of ``source`` (its output folder or recipe) into ``out`` (default ``<output_dir>/merged``);
+    ``base_model`` replaces the run's (a local copy of the hub model, say)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = open_run(source)
+    out = Path(out) if out is not None else run.output_dir / MERGED_DIR_NAME
+    if out.resolve() == run.output_dir.resolve():
+        raise ValueError(f"--out {out} is the run's own folder: merge into a new folder")
+    base = base_model or run.base_model
+    if not base or (not Path(base).exists() and "/" not in base):
+        raise ValueError(f"base model {base!r} of {run.output_dir} is not a folder nor a hub id: pass --model")
+    dtype = merge_dtype(run.recipe)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    with torch.no_grad():
+        merged = PeftModel.from_pretrained(model, run.output_dir).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(run.tokenizer_dir)
+    with staged_dir(out) as staging:
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if (run.output_dir / RESOLVED_RECIPE_NAME).is_file():
+            shutil.copy2(run.output_dir / RESOLVED_RECIPE_NAME, staging / RESOLVED_RECIPE_NAME)
+        record = {
+            **run.record,
+            "merged": {"adapter": str(run.output_dir), "base_model": base, "dtype": str(dtype).removeprefix("torch.")},
+        }
+        if not record.get("system_prompt"):
+            record["system_prompt"] = run.system_prompt()[0]
+        (staging / RUN_RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    return out

@@ -1,0 +1,182 @@
+"""``mathpal ask``: the trained tutor answers questions, token by token, as it was trained to.
+
+The prompt is built the way training built it: the run's tokenizer (Axolotl saves it, with
+the chat template it trained with, beside the adapter), the training system prompt (the run
+record's, else the first row of the recipe's training data, else ``prepare-data``'s
+default; ``mathpal_train.trained_run``), then the question as the user turn. Generation is
+greedy and stops at ``<end_of_turn>``, exactly as ``mathpal eval`` answers (``evals.generate``),
+so an answer here is the answer eval grades. Tokens are printed as they come
+(transformers' ``TextStreamer``), then the final answer the grader would extract.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from evals.answers import extract_final_answer
+from evals.generate import load_model, stop_token_ids
+from mathpal_train.run_state import RUN_RECORD, read_record
+from mathpal_train.trained_run import open_run
+
+
+@dataclass(frozen=True)
+class Tutor:
+    """A loaded model, its tokenizer, the system prompt it answers under, and where each came from."""
+
+    model: Any
+    tokenizer: Any
+    system_prompt: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer: the response text, the final answer extracted from it, and what it cost."""
+
+    text: str
+    final_answer: str | None
+    new_tokens: int
+    seconds: float
+    hit_limit: bool
+
+
+def load_tutor(adapter: Path | None = None, model: str | None = None) -> Tutor:
+    """The tutor of a finished run (``adapter``: its output folder or recipe; ``model`` overrides its
+    base), or a merged model folder (``model`` alone, as ``mathpal merge`` writes it)."""
+    if adapter is not None:
+        run = open_run(adapter)
+        base = model or run.base_model
+        if not base:
+            raise ValueError(f"{adapter}: no base model recorded: pass --model")
+        system_prompt, prompt_source = run.system_prompt()
+        tokenizer, loaded = load_model(base, str(run.output_dir), tokenizer_path=run.tokenizer_dir)
+        where = f"base {base} + adapter {run.output_dir}"
+    elif model is not None:
+        folder = Path(model)
+        if not (folder / "config.json").is_file() and "/" not in model:
+            raise ValueError(f"--model {model} is not a model folder: pass a `mathpal merge` output or a hub id")
+        record = read_record(folder) if folder.is_dir() else {}
+        if record.get("system_prompt"):
+            system_prompt, prompt_source = record["system_prompt"], str(folder / RUN_RECORD)
+        else:
+            from dataprep.export import DEFAULT_SYSTEM_PROMPT
+
+            system_prompt, prompt_source = DEFAULT_SYSTEM_PROMPT, "the default of `mathpal prepare-data`"
+        tokenizer, loaded = load_model(model)
+        where = f"model {model}"
+    else:
+        raise ValueError("pass --adapter OUTPUT_DIR (a finished training run) or --model MERGED_DIR")
+    return Tutor(loaded, tokenizer, system_prompt, f"{where}; system prompt from {prompt_source}")
+
+
+def conversation(tutor: Tutor, question: str) -> list[dict[str, str]]:
+    """The prompt as training saw it: the system prompt, then the question."""
+    return [{"role": "system", "content": tutor.system_prompt}, {"role": "user", "content": question}]
+
+
+def ask(tutor: Tutor, question: str, max_new_tokens: int = 512, write: Callable[[str], None] | None = None) -> Answer:
+    """Answer ``question`` greedily, passing each decoded piece to ``write`` as it is generated."""
+    import torch
+    from transformers import TextStreamer
+
+    tokenizer, model = tutor.tokenizer, tutor.model
+
+    class Echo(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if write is not None and text:
+                write(text)
+
+    inputs = tokenizer.apply_chat_template(
+        conversation(tutor, question), add_generation_prompt=True, return_tensors="pt", return_dict=True
+    ).to(model.device)
+    stops = stop_token_ids(tokenizer)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=stops,
+            pad_token_id=tokenizer.pad_token_id,
+            streamer=Echo(tokenizer, skip_prompt=True, skip_special_tokens=True),
+        )
+    seconds = time.perf_counter() - started
+    new = output[0, inputs["input_ids"].shape[1] :].tolist()
+    ended = next((i for i, token in enumerate(new) if token in stops), None)
+    kept = new[:ended] if ended is not None else new
+    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+    return Answer(text, extract_final_answer(text), len(kept), seconds, ended is None)
+
+
+def answer_line(answer: Answer) -> str:
+    """The line after a streamed answer: the extracted final answer, tokens and time."""
+    final = answer.final_answer if answer.final_answer is not None else "none found"
+    limit = ", stopped at --max-new-tokens" if answer.hit_limit else ""
+    rate = answer.new_tokens / answer.seconds if answer.seconds > 0 else 0.0
+    return f"final answer: {final}   ({answer.new_tokens} tokens in {answer.seconds:.1f} s, {rate:.0f} tokens/s{limit})"
+
+
+# --------------------------------------------------------------------------- where questions come from
+
+
+def questions_from_file(path: Path, limit: int | None = None) -> list[str]:
+    """The questions of a file: a JSONL split (each row's user message, or its ``question``),
+    else one question per non-empty line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--file {path} does not exist: pass a text file (one question a line) or a JSONL split")
+    questions = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number} is not a JSON object: write one object a line")
+            messages = [m for m in row.get("messages") or [] if isinstance(m, dict)]
+            user = [m.get("content") for m in messages if m.get("role") == "user"]
+            question = user[0] if user else row.get("question")
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"{path}:{number} has no user message nor 'question'")
+            questions.append(question.strip())
+        else:
+            questions.append(line.strip())
+        if limit and len(questions) >= limit:
+            break
+    if not questions:
+        raise ValueError(f"--file {path} holds no question")
+    return questions
+
+
+def questions_from_stdin(stream: TextIO, prompt: Callable[[], None] | None = None) -> Iterator[str]:
+    """Questions typed (or piped) one a line, until end of input or an empty line at the prompt."""
+    while True:
+        if prompt is not None:
+            prompt()
+        line = stream.readline()
+        if not line or (prompt is not None and not line.strip()):
+            return
+        if line.strip():
+            yield line.strip()
+
+
+def ask_all(
+    tutor: Tutor, questions: Iterable[str], max_new_tokens: int, write: Callable[[str], None], numbered: bool
+) -> list[Answer]:
+    """Answer each question in turn, streaming each answer through ``write``."""
+    answers = []
+    for number, question in enumerate(questions, 1):
+        if numbered:
+            write(f"\n[{number}] {question}\n")
+        answer = ask(tutor, question, max_new_tokens, write)
+        write("\n" + answer_line(answer) + "\n")
+        answers.append(answer)
+    return answers

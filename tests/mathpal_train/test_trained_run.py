@@ -1,0 +1,134 @@
+"""A run's folder and record: where ask, merge, eval and the model artifact find what training used."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+
+import pytest
+import yaml
+
+from dataprep.export import DEFAULT_SYSTEM_PROMPT
+from mathpal_train.comet import read_offline_key, read_offline_others
+from mathpal_train.run_state import RUN_RECORD, read_record
+from mathpal_train.trained_run import (
+    TrainedRun,
+    dataset_manifest,
+    open_run,
+    run_training,
+    start_record,
+    training_system_prompt,
+)
+from tests.conftest import SYSTEM
+
+# A stand-in for `accelerate launch …`: a real child process that records the Comet key it was
+# given and leaves an adapter, marked finished as RunStatePlugin marks a run that trained to the end.
+JOB = """
+import os, shutil, sys
+from mathpal_train.run_state import write_marker
+out, adapter, code = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(out, exist_ok=True)
+open(os.path.join(out, "job_key.txt"), "w").write(os.environ.get("COMET_EXPERIMENT_KEY", ""))
+if code in (0, 10):
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(os.path.join(adapter, name), out)
+if code == 0:
+    write_marker(out, 1, 1)
+sys.exit(0 if code == 10 else code)
+"""
+
+
+def test_open_run_from_its_folder_or_its_recipe(trained_run_dir):
+    by_folder = open_run(trained_run_dir)
+    by_recipe = open_run(trained_run_dir / "recipe.resolved.yml")
+    assert by_folder == by_recipe
+    assert by_folder.tokenizer_dir == str(trained_run_dir)
+    assert by_folder.experiment_key and len(by_folder.experiment_key) == 32
+
+
+def test_a_run_without_record_or_recipe_falls_back_to_the_adapter_and_the_default_prompt(trained_run_dir, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(trained_run_dir / name, bare)
+    run = open_run(bare)
+    assert run.record == {} and run.experiment_key is None
+    adapter_base = json.loads((bare / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert run.base_model == adapter_base and run.tokenizer_dir == adapter_base
+    assert run.system_prompt() == (DEFAULT_SYSTEM_PROMPT, "the default of `mathpal prepare-data`")
+
+
+def test_the_system_prompt_comes_from_the_record_then_the_data(trained_run_dir):
+    run = open_run(trained_run_dir)
+    assert run.system_prompt() == (SYSTEM, str(trained_run_dir / RUN_RECORD))
+    without_record = TrainedRun(run.output_dir, run.recipe, {})
+    assert without_record.system_prompt() == (SYSTEM, run.recipe["datasets"][0]["path"])
+    assert training_system_prompt({"datasets": [{"path": "nowhere.jsonl"}]})[0] == DEFAULT_SYSTEM_PROMPT
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [("nowhere", "nowhere does not exist"), (".", "has no adapter_config.json")],
+)
+def test_open_run_refuses_in_one_line(path, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        open_run(tmp_path / path if path != "." else tmp_path)
+
+
+def test_the_record_names_the_data_export_by_its_manifest_hash(trained_run_dir):
+    run = open_run(trained_run_dir)
+    manifest, sha = dataset_manifest(run.recipe)
+    assert sha == hashlib.sha256(manifest.read_bytes()).hexdigest() == run.record["dataset"]["manifest_sha256"]
+
+
+@pytest.fixture()
+def recipe(trained_run_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("COMET_API_KEY", raising=False)
+    monkeypatch.delenv("COMET_EXPERIMENT_KEY", raising=False)
+    cfg = yaml.safe_load((trained_run_dir / "recipe.resolved.yml").read_text())
+    return {**cfg, "output_dir": str(tmp_path / "out")}
+
+
+def job(recipe: dict, adapter, code: int) -> list[str]:
+    return [sys.executable, "-c", JOB, recipe["output_dir"], str(adapter), str(code)]
+
+
+def test_a_successful_job_gets_its_key_and_leaves_a_record_and_the_model_artifact(recipe, trained_run_dir, tmp_path):
+    out = tmp_path / "out"
+    code, lines = run_training(job(recipe, trained_run_dir, 0), {}, out / "logs" / "training.log", recipe)
+    assert code == 0, lines
+    record = read_record(out)
+    key = record["comet"]["experiment_key"]
+    assert record["status"] == "finished" and (out / "job_key.txt").read_text() == key
+    assert record["system_prompt"] == SYSTEM and record["base_model"] == recipe["base_model"]
+    assert lines[0] == f"run record: {out / RUN_RECORD}" and "Comet offline archive" in lines[1]
+    (archive,) = (out / "comet").glob("*.zip")
+    assert read_offline_key(archive) == key and read_offline_others(archive)["artifact_type"] == "model"
+
+
+def test_a_failed_job_logs_nothing_and_each_launch_is_its_own_experiment(recipe, trained_run_dir, tmp_path):
+    out = tmp_path / "out"
+    code, lines = run_training(job(recipe, trained_run_dir, 3), {}, out / "logs" / "training.log", recipe)
+    assert (code, lines) == (3, [])
+    first = read_record(out)
+    assert first["status"] == "stopped (exit 3)" and not (out / "comet").exists()
+    code, _ = run_training(job(recipe, trained_run_dir, 0), {}, out / "logs" / "training.log", recipe)
+    assert code == 0
+    second = read_record(out)["comet"]["experiment_key"]
+    assert second != first["comet"]["experiment_key"] and (out / "job_key.txt").read_text() == second
+
+
+def test_no_comet_no_key(recipe):
+    record = start_record({**recipe, "use_comet": False}, {})
+    assert record["comet"] is None and record["system_prompt"] == SYSTEM
+
+
+def test_a_job_that_ends_well_without_the_finished_mark_logs_no_model(recipe, trained_run_dir, tmp_path):
+    """Exit 0 is not enough (Axolotl exits 0 after its SIGINT save): only RunStatePlugin's mark counts."""
+    out = tmp_path / "out"
+    code, lines = run_training(job(recipe, trained_run_dir, 10), {}, out / "logs" / "training.log", recipe)
+    assert code == 0 and read_record(out)["status"] == "ended without its finished mark"
+    assert lines[1].startswith(f"warning: {out} was not marked finished") and not (out / "comet").exists()
