@@ -60,12 +60,18 @@ def prompt_messages(example: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def generate_batch(
-    model, tokenizer, conversations: list[list[dict[str, str]]], max_new_tokens: int, min_new_tokens: int = 0
+    model,
+    tokenizer,
+    conversations: list[list[dict[str, str]]],
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    streamer: Any = None,
 ) -> list[Generation]:
     """Greedy answers for one batch of conversations.
 
     ``min_new_tokens`` (benchmarks only) holds back the stop tokens until that many tokens are
-    out, so every batch size does the same work.
+    out, so every batch size does the same work. A transformers ``streamer`` (batches of one)
+    gets the text as it is generated (``mathpal ask``).
     """
     import torch
 
@@ -82,6 +88,7 @@ def generate_batch(
             pad_token_id=tokenizer.pad_token_id,
             use_cache=True,
             **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
+            **({"streamer": streamer} if streamer is not None else {}),
         )
     new = output[:, inputs["input_ids"].shape[1] :]
     results = []

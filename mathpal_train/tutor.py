@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from evals.answers import extract_final_answer
-from evals.generate import load_model, stop_token_ids
+from evals.generate import generate_batch, load_model
 from mathpal_train.run_state import RUN_RECORD, read_record
 from mathpal_train.trained_run import open_run
 
@@ -81,7 +81,6 @@ def conversation(tutor: Tutor, question: str) -> list[dict[str, str]]:
 
 def ask(tutor: Tutor, question: str, max_new_tokens: int = 512, write: Callable[[str], None] | None = None) -> Answer:
     """Answer ``question`` greedily, passing each decoded piece to ``write`` as it is generated."""
-    import torch
     from transformers import TextStreamer
 
     tokenizer, model = tutor.tokenizer, tutor.model
@@ -91,29 +90,14 @@ def ask(tutor: Tutor, question: str, max_new_tokens: int = 512, write: Callable[
             if write is not None and text:
                 write(text)
 
-    inputs = tokenizer.apply_chat_template(
-        conversation(tutor, question), add_generation_prompt=True, return_tensors="pt", return_dict=True
-    ).to(model.device)
-    stops = stop_token_ids(tokenizer)
     started = time.perf_counter()
-    with torch.inference_mode():
-        output = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=stops,
-            pad_token_id=tokenizer.pad_token_id,
-            streamer=Echo(tokenizer, skip_prompt=True, skip_special_tokens=True),
-        )
+    echo = Echo(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    (answer,) = generate_batch(model, tokenizer, [conversation(tutor, question)], max_new_tokens, streamer=echo)
     seconds = time.perf_counter() - started
-    new = output[0, inputs["input_ids"].shape[1] :].tolist()
-    ended = next((i for i, token in enumerate(new) if token in stops), None)
-    kept = new[:ended] if ended is not None else new
-    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-    return Answer(text, extract_final_answer(text), len(kept), seconds, ended is None)
+    return Answer(answer.text, extract_final_answer(answer.text), answer.new_tokens, seconds, answer.hit_limit)
 
 
-def answer_line(answer: Answer) -> str:
+def summary_line(answer: Answer) -> str:
     """The line after a streamed answer: the extracted final answer, tokens and time."""
     final = answer.final_answer if answer.final_answer is not None else "none found"
     limit = ", stopped at --max-new-tokens" if answer.hit_limit else ""
@@ -177,6 +161,6 @@ def ask_all(
         if numbered:
             write(f"\n[{number}] {question}\n")
         answer = ask(tutor, question, max_new_tokens, write)
-        write("\n" + answer_line(answer) + "\n")
+        write("\n" + summary_line(answer) + "\n")
         answers.append(answer)
     return answers
