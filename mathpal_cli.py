@@ -247,7 +247,8 @@ def train(
     if dry_run:
         return
     env, notes = launch.prepare_job(run, debug)
-    err_console.print(*(f"warning: {note}" for note in notes), sep="\n", highlight=False, soft_wrap=True, end="")
+    for note in notes:
+        print_warning(note)
     echo(console, f"log: {run.log_path}")
     code, lines = run_training(run.argv, env, run.log_path, run.resolved)
     echo(console, *lines)
