@@ -70,8 +70,8 @@ def check_settings(settings: EvalSettings) -> None:
     if not data.is_file():
         raise ValueError(f"{data} does not exist: run `mathpal prepare-data` first")
     if adapter is not None:
-        problem = adapter_problem(Path(adapter))
-        if problem and not (settings.allow_unfinished and "--allow-unfinished" in problem):
+        problem = adapter_problem(Path(adapter), settings.allow_unfinished)
+        if problem:
             raise ValueError(f"--adapter {problem}")
     if settings.baseline and adapter is None:
         raise ValueError("--baseline compares the model with and without its adapter: pass --adapter too")

@@ -255,13 +255,13 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path) -> int:
     return 128 + stops[0] if stops else code
 
 
-def _children(pid: int) -> set[int]:
-    """The processes whose parent is ``pid`` (read from /proc; empty where there is none)."""
-    found = set()
+def _process_tree() -> dict[int, set[int]]:
+    """Parent pid → the pids of its children, for every process (one read of /proc; empty without one)."""
+    tree: dict[int, set[int]] = {}
     try:
-        entries = os.scandir("/proc")
+        entries = list(os.scandir("/proc"))
     except OSError:
-        return found
+        return tree
     for entry in entries:
         if not entry.name.isdigit():
             continue
@@ -270,15 +270,20 @@ def _children(pid: int) -> set[int]:
                 ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == pid:
-            found.add(int(entry.name))
-    return found
+        tree.setdefault(ppid, set()).add(int(entry.name))
+    return tree
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``."""
+    return _process_tree().get(pid, set())
 
 
 def _signal_job(job: list, before: set[int], signum: int, reap: bool = False) -> None:
     """Send ``signum`` to every process of the job: its launcher, their descendants, and the
     orphans of the job that this process adopted as subreaper (children it did not have before)."""
-    roots = {proc.pid for proc in job if proc.poll() is None} | (_children(os.getpid()) - before)
+    tree = _process_tree()
+    roots = {proc.pid for proc in job if proc.poll() is None} | (tree.get(os.getpid(), set()) - before)
     seen: set[int] = set()
     pending = list(roots)
     while pending:
@@ -286,7 +291,7 @@ def _signal_job(job: list, before: set[int], signum: int, reap: bool = False) ->
         if pid in seen:
             continue
         seen.add(pid)
-        pending.extend(_children(pid))
+        pending.extend(tree.get(pid, ()))
     for pid in seen:
         try:
             os.kill(pid, signum)
@@ -319,17 +324,6 @@ def launch_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def job_env(output_dir: Path, debug: bool = False) -> tuple[dict[str, str], str | None]:
-    """The full environment of a training job (telemetry off, Comet offline without a reachable
-    server, Axolotl's debug logging when asked), and why Comet went offline when a key was set."""
-    env = launch_env()
-    comet_settings, fallback = comet.job_env(env, Path(output_dir))
-    env.update(comet_settings)
-    if debug:
-        env["AXOLOTL_LOG_LEVEL"] = "DEBUG"
-    return env, fallback
-
-
 def prepare_job(run: PreparedRun, debug: bool = False) -> tuple[dict[str, str], list[str]]:
     """What comes right before the launch: the job's environment, and one line for each thing the
     user should know (incomplete checkpoints set aside so the run resumes, Comet gone offline)."""
@@ -340,7 +334,11 @@ def prepare_job(run: PreparedRun, debug: bool = False) -> tuple[dict[str, str], 
         "last complete one"
         for src, dst in set_aside_incomplete(run.output_dir)
     ]
-    env, fallback = job_env(run.output_dir, debug)
+    env = launch_env()  # telemetry off
+    comet_settings, fallback = comet.job_env(env, run.output_dir)  # offline without a reachable server
+    env.update(comet_settings)
+    if debug:
+        env["AXOLOTL_LOG_LEVEL"] = "DEBUG"
     if fallback:
         notes.append(
             f"CometML {fallback}: this run logs to the offline archive {run.output_dir / 'comet'} "

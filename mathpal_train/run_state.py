@@ -93,11 +93,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def adapter_problem(folder: Path) -> str | None:
+def adapter_problem(folder: Path, allow_unfinished: bool = False) -> str | None:
     """Why ``folder`` is not a finished run's adapter (one line, with what to do), or None when it is.
 
     A finished run's ``output_dir`` (its marker matches the weights) and a complete
     ``checkpoint-N`` are both fine to evaluate; anything else is an interrupted or broken run.
+    ``allow_unfinished`` accepts an interrupted run's weights; a folder without weights never is.
     """
     folder = Path(folder)
     if not (folder / "adapter_config.json").is_file():
@@ -108,6 +109,8 @@ def adapter_problem(folder: Path) -> str | None:
             f"{folder} has adapter_config.json but no adapter weights ({ADAPTER_WEIGHTS[0]}): the run stopped "
             "before saving them; rerun `mathpal train` on its recipe to resume it"
         )
+    if allow_unfinished:
+        return None
     if _checkpoint_step(folder) is not None:
         if checkpoint_state(folder) is None:
             return f"{folder} is an incomplete checkpoint (its save did not finish): pass an earlier checkpoint"

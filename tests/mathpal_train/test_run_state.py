@@ -103,3 +103,10 @@ def test_the_finished_mark_joins_the_run_record_and_a_new_run_clears_only_the_ma
     assert read_record(out)["system_prompt"] == "Bạn là MathPal." and read_record(out)["finished"] is True
     clear_finished(out)
     assert read_record(out) == {"status": "running", "system_prompt": "Bạn là MathPal."}
+
+
+def test_allow_unfinished_takes_an_interrupted_runs_weights_but_never_a_weightless_folder(tmp_path):
+    run = adapter(tmp_path / "run")
+    (run / "debug.log").write_text("Axolotl's log of the run")
+    assert adapter_problem(run) is not None and adapter_problem(run, allow_unfinished=True) is None
+    assert "no adapter weights" in adapter_problem(adapter(tmp_path / "empty", weights=None), allow_unfinished=True)
