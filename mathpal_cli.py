@@ -13,6 +13,9 @@ import sys
 
 # Axolotl sends telemetry unless told not to; set before anything imports it.
 os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
+# comet_ml reads its console level once, when first imported (transformers imports it early): its
+# messages name staging folders that are renamed later; the commands print where things went.
+os.environ.setdefault("COMET_LOGGING_CONSOLE", "error")
 
 from pathlib import Path
 from typing import Annotated
@@ -41,12 +44,25 @@ Sets = Annotated[list[str], typer.Option("--set", help="Override any recipe key:
 NoComet = Annotated[bool, typer.Option("--no-comet", help="Do not log to CometML.")]
 ReportDir = Annotated[Path | None, typer.Option(help="Report folder (default reports/<run>).")]
 Debug = Annotated[bool, typer.Option(help="Also show the libraries' log messages and warnings.")]
+AllowUnfinished = Annotated[
+    bool, typer.Option(help="Use an adapter whose run was not marked finished (an interrupted run's weights).")
+]
+AllowOtherBase = Annotated[
+    bool, typer.Option(help="Load the adapter on --model although it names another base model (a copy of it).")
+]
 
 
 def fail(message: str) -> typer.Exit:
     """Print a one-line error and return the exit to raise (status 2, like a usage error)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     return typer.Exit(code=2)
+
+
+def print_error(message: str) -> None:
+    try:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    except OSError:  # nowhere to say it: the exit status still does
+        pass
 
 
 # --------------------------------------------------------------------------- data
@@ -133,12 +149,15 @@ def tiny_model(
     data: Annotated[Path, typer.Option(help="Prepared data folder (tokenizer corpus).")] = DEFAULT_DATA_DIR,
     vocab_size: Annotated[int, typer.Option(min=256, help="Tokenizer vocabulary size.")] = 2048,
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    debug: Debug = False,
 ) -> None:
     """Build a tiny random-weight Gemma-3n with a tokenizer trained on the data (for CPU runs)."""
+    from mathpal_train.terminal import library_noise
     from mathpal_train.tiny_model import corpus_texts, write_tiny_model
 
     try:
-        path = write_tiny_model(corpus_texts(data), out, vocab_size=vocab_size, seed=seed)
+        with library_noise(debug):
+            path = write_tiny_model(corpus_texts(data), out, vocab_size=vocab_size, seed=seed)
     except ValueError as err:  # no data, an output that cannot be written
         raise fail(str(err)) from None
     echo(console, f"Tiny Gemma-3n written to {path}")
@@ -160,6 +179,7 @@ def validate(
 ) -> None:
     """Check a recipe offline (Axolotl's schema, unknown keys, files, secrets); summarise the run and its memory."""
     from mathpal_train.memory import memory_lines
+    from mathpal_train.recipes import origins
     from mathpal_train.terminal import library_noise
     from mathpal_train.validate import validate_recipe
 
@@ -167,18 +187,22 @@ def validate(
         resolved, applied = launch.resolve(recipe, set_, [])
         print_overrides(applied)
         with library_noise(debug):
-            summary = validate_recipe(resolved, recipe, num_gpus)
+            summary = validate_recipe(resolved, recipe, num_gpus, origins(applied))
             memory, warning = memory_lines(resolved, num_gpus, gpu_memory)
     except ValueError as err:
         raise fail(str(err)) from None
     console.print(f"[green]ok[/] {recipe}")
     echo(console, *("  " + line for line in [*summary.lines(), *memory]))
-    print_warning(warning)
+    for note in [*summary.notes, warning]:
+        print_warning(note)
 
 
 def print_warning(warning: str | None) -> None:
     if warning:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        try:
+            err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        except OSError:  # a closed terminal: the work goes on without its warnings
+            pass
 
 
 def print_overrides(applied: list[tuple[str, object, str]]) -> None:
@@ -204,17 +228,22 @@ def train(
             help="Apply recipes/quick_test.yml's short-run values (the seed's quick test: 20 steps, sequence 1024)."
         ),
     ] = False,
-    debug: Annotated[bool, typer.Option(help="Axolotl debug logging (prints tokenised samples).")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(help="Show the job's whole output (the log has it anyway) with Axolotl's debug logging."),
+    ] = False,
     set_: Sets = [],
     num_machines: Annotated[int, typer.Option(min=1, help="Machines (nodes) in the run.")] = 1,
     machine_rank: Annotated[int | None, typer.Option(min=0, help="This machine's rank (several nodes).")] = None,
     main_process_ip: Annotated[str | None, typer.Option(help="Address of rank 0 (several nodes).")] = None,
     main_process_port: Annotated[int | None, typer.Option(help="Port of rank 0 (several nodes).")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Print the command and write the resolved recipe only.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the command and the resolved recipe; write nothing, launch nothing.")
+    ] = False,
 ) -> None:
     """Train with Axolotl: validate, apply overrides, then run `accelerate launch -m axolotl.cli.train`."""
     from mathpal_train.memory import memory_lines
-    from mathpal_train.recipes import quick_test_overrides
+    from mathpal_train.recipes import quick_test_overrides, resolved_recipe_text
     from mathpal_train.terminal import library_noise
     from mathpal_train.trained_run import run_training
 
@@ -230,12 +259,15 @@ def train(
         )
         flags = quick_test_overrides() if quick_test else []
         flags += [
-            (key, value)
-            for key, value in (("max_steps", max_steps), ("learning_rate", learning_rate))
+            (key, value, option)
+            for key, value, option in (
+                ("max_steps", max_steps, "--max-steps"),
+                ("learning_rate", learning_rate, "--learning-rate"),
+            )
             if value is not None
         ]
         if experiment_name:
-            flags.append(("comet_experiment_config", {"name": experiment_name}))
+            flags.append(("comet_experiment_config", {"name": experiment_name}, "--experiment-name"))
         with library_noise(debug):
             run = launch.prepare_run(recipe, plan, flags, set_)
             memory, warning = memory_lines(run.resolved, plan.processes)
@@ -243,16 +275,21 @@ def train(
         raise fail(str(err)) from None
     print_overrides(run.applied)
     echo(console, memory[0], f"resolved recipe: {run.resolved_path}", " ".join(run.argv))
-    print_warning(warning)
-    if dry_run:
-        return
-    env, notes = launch.prepare_job(run, debug)
-    for note in notes:
+    for note in [*run.summary.notes, warning]:
         print_warning(note)
+    if dry_run:
+        echo(console, "dry run: nothing written, nothing launched; the resolved recipe would be:")
+        echo(console, resolved_recipe_text(run.resolved, run.output_dir))
+        return
     echo(console, f"log: {run.log_path}")
-    code, lines = run_training(run.argv, env, run.log_path, run.resolved)
-    echo(console, *lines)
-    raise typer.Exit(code=code)
+    try:
+        outcome = run_training(run, debug, note=print_warning)
+    except ValueError as err:  # the folder is in use, or cannot be written
+        raise fail(str(err)) from None
+    echo(console, *outcome.lines)
+    if outcome.error:
+        print_error(outcome.error)
+    raise typer.Exit(code=outcome.code)
 
 
 # --------------------------------------------------------------------------- after training
@@ -272,6 +309,8 @@ def ask(
     file: Annotated[Path | None, typer.Option(help="Questions: a text file, one a line, or a JSONL split.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N questions of --file.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 512,
+    allow_unfinished: AllowUnfinished = False,
+    allow_other_base: AllowOtherBase = False,
     debug: Debug = False,
 ) -> None:
     """Ask the trained tutor: the answer streams as it is generated, then the final answer it gives."""
@@ -280,19 +319,26 @@ def ask(
 
     write = stream_writer(console)
     try:
-        if question and file:
+        if question is not None and file:
             raise ValueError("pass a question or --file, not both")
+        if question is not None and not question.strip():
+            raise ValueError('the question is empty: ask something, e.g. mathpal ask --adapter RUN "Tính 12 + 30."')
         questions = [question] if question else tutor.questions_from_file(file, limit) if file else None
         with library_noise(debug):
-            loaded = tutor.load_tutor(adapter, model)
+            loaded = tutor.load_tutor(adapter, model, allow_unfinished, allow_other_base)
     except ValueError as err:
         raise fail(str(err)) from None
     echo(console, f"tutor: {loaded.description}")
     typed = questions is None and sys.stdin.isatty()
     if questions is None:
         questions = tutor.questions_from_stdin(sys.stdin, (lambda: write("question> ")) if typed else None)
-    with library_noise(debug):
-        tutor.ask_all(loaded, questions, max_new_tokens, write, numbered=not typed and question is None)
+    try:
+        with library_noise(debug):
+            asked = tutor.ask_all(loaded, questions, max_new_tokens, write, numbered=not typed and question is None)
+    except ValueError as err:  # input that is not text
+        raise fail(str(err)) from None
+    if not asked and not typed:
+        raise fail("no question on standard input: pass one as an argument, with --file, or one a line on stdin")
 
 
 @app.command()
@@ -300,6 +346,8 @@ def merge(
     run: Annotated[Path, typer.Argument(help="A finished run's output_dir, or its recipe.")],
     out: Annotated[Path | None, typer.Option(help="Folder to write (default: <output_dir>/merged).")] = None,
     model: Annotated[str | None, typer.Option(help="Base model to merge into (default: the run's).")] = None,
+    allow_unfinished: AllowUnfinished = False,
+    allow_other_base: AllowOtherBase = False,
     debug: Debug = False,
 ) -> None:
     """Merge a run's LoRA adapter into its base model: one folder of weights, tokenizer and chat template."""
@@ -308,7 +356,7 @@ def merge(
 
     try:
         with library_noise(debug):
-            path = merge_adapter(run, out, model)
+            path = merge_adapter(run, out, model, allow_unfinished, allow_other_base)
     except ValueError as err:
         raise fail(str(err)) from None
     echo(console, f"Merged model written to {path} (ask it: mathpal ask --model {path})")
@@ -328,14 +376,14 @@ def eval_(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 256,
     report_dir: ReportDir = None,
     no_comet: NoComet = False,
-    allow_unfinished: Annotated[
-        bool, typer.Option(help="Grade an adapter whose run was not marked finished (an interrupted run's weights).")
-    ] = False,
+    allow_unfinished: AllowUnfinished = False,
+    allow_other_base: AllowOtherBase = False,
+    debug: Debug = False,
 ) -> None:
     """Answer a test split, grade the final answers and write a report (and a CometML log)."""
     from evals.evaluate import EvalSettings, run_eval
     from evals.report import summary_items
-    from mathpal_train.terminal import progress_display
+    from mathpal_train.terminal import library_noise, progress_display
 
     settings = EvalSettings(
         model=model,
@@ -348,9 +396,10 @@ def eval_(
         report_dir=report_dir,
         comet=not no_comet,
         allow_unfinished=allow_unfinished,
+        allow_other_base=allow_other_base,
     )
     try:
-        with progress_display(console) as progress:
+        with library_noise(debug), progress_display(console) as progress:
             path, metrics = run_eval(settings, progress)
     except ValueError as err:
         raise fail(str(err)) from None
@@ -389,12 +438,13 @@ def demo(
     eval_limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only N test problems.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each eval answer.")] = 160,
     recipe: Annotated[Path, typer.Option(help="CPU recipe to train.")] = Path("recipes/smoke.yml"),
+    debug: Debug = False,
 ) -> None:
     """Run the whole pipeline on a CPU: seed Qdrant, prepare data, tiny model, train, eval."""
     from mathpal_train.demo.run import run_demo
 
     try:
-        run_demo(console, max_steps, eval_limit, max_new_tokens, recipe)
+        run_demo(console, max_steps, eval_limit, max_new_tokens, recipe, debug)
     except ValueError as err:
         raise fail(str(err)) from None
 

@@ -31,8 +31,7 @@ from evals.metrics import METRICS, aggregate, score_answer
 from evals.report import write_report
 from evals.stats import compare_paired
 from mathpal_train.atomic_files import WriteError, check_writable, sweep_killed
-from mathpal_train.run_state import adapter_problem
-from mathpal_train.trained_run import experiment_key_of
+from mathpal_train.trained_run import check_adapter, experiment_key_of
 
 # The fields of one prediction (the input of ``mathpal score``, and what ``eval`` produces).
 REQUIRED_FIELDS = ("question", "answer", "prediction")
@@ -54,6 +53,8 @@ class EvalSettings:
     comet: bool = True
     # Grade an adapter folder that was not marked finished (an interrupted run's weights).
     allow_unfinished: bool = False
+    # Load the adapter on --model although it names another base model (a local copy of it).
+    allow_other_base: bool = False
 
 
 # --------------------------------------------------------------------------- inputs
@@ -70,9 +71,10 @@ def check_settings(settings: EvalSettings) -> None:
     if not data.is_file():
         raise ValueError(f"{data} does not exist: run `mathpal prepare-data` first")
     if adapter is not None:
-        problem = adapter_problem(Path(adapter), settings.allow_unfinished)
-        if problem:
-            raise ValueError(f"--adapter {problem}")
+        try:
+            check_adapter(Path(adapter), settings.model, settings.allow_unfinished, settings.allow_other_base)
+        except ValueError as err:
+            raise ValueError(f"--adapter {err}") from None
     if settings.baseline and adapter is None:
         raise ValueError("--baseline compares the model with and without its adapter: pass --adapter too")
     if not Path(settings.model).exists() and "/" not in settings.model:

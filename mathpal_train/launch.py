@@ -2,22 +2,28 @@
 
 ``plan_launch`` holds the policy (how many GPUs, which DeepSpeed preset by default, what a
 multi-node run needs) and ``build_launch_argv`` turns a plan into the argv, a list that is
-run without a shell. ``prepare_run`` resolves, validates and writes the recipe before
-anything starts, so a refused run writes nothing.
+run without a shell. ``prepare_run`` resolves and validates the recipe and writes nothing,
+so a refused run or a dry run leaves every folder as it was. ``run_logged`` runs the job,
+copying its output to the run's log and (filtered, unless ``--debug``) to the terminal; the
+job outlives what it writes to: a closed terminal or pipe, a full disk under the log.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import sys
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mathpal_train import comet
-from mathpal_train.atomic_files import check_writable
-from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, parse_set, resolve_recipe, write_resolved_recipe
+from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, origins, parse_set, resolve_recipe
+from mathpal_train.run_folder import PENDING_DIR
 
 # Where `mathpal train` copies the job's output, inside the recipe's output_dir.
 TRAINING_LOG = Path("logs") / "training.log"
@@ -35,6 +41,15 @@ STOP_GRACE_S = 20.0
 
 # Environment the launched job always gets: Axolotl sends telemetry unless told not to.
 LAUNCH_ENV = {"AXOLOTL_DO_NOT_TRACK": "1"}
+# Every recipe `mathpal train` launches has it (added to the resolved recipe when the recipe lacks it):
+# it keys the tokenised data on its content, keeps a finished run until the new one trains, marks it finished.
+RUN_STATE_PLUGIN = "mathpal_train.run_state.RunStatePlugin"
+# The stops `mathpal train` passes on to the job, and as what: the job ignores SIGHUP (a closed terminal
+# hangs up the whole process group), so a hangup stops it exactly as SIGTERM does.
+STOP_SIGNALS = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM}
+# The job's last lines kept in memory, to name its error when it fails (the log may be on a full disk).
+TAIL_LINES = 200
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
 
 
 class LaunchError(ValueError):
@@ -156,23 +171,30 @@ def build_launch_argv(recipe_path: Path, plan: LaunchPlan) -> list[str]:
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A validated run, ready to launch: the argv, the resolved recipe (written), the overrides applied."""
+    """A validated run, ready to launch: the argv, the resolved recipe (not yet written), the overrides
+    applied and what validation found (``summary``: the numbers, and notes for the user)."""
 
     argv: list[str]
-    resolved_path: Path
     resolved: dict[str, Any]
     applied: list[tuple[str, Any, str]]
+    summary: Any = None  # mathpal_train.validate.RecipeSummary
+    plan: LaunchPlan | None = None
 
     @property
     def output_dir(self) -> Path:
         return Path(self.resolved["output_dir"])
 
     @property
+    def resolved_path(self) -> Path:
+        """Where the resolved recipe lives once the run trains (``pending/`` holds it until then)."""
+        return self.output_dir / RESOLVED_RECIPE_NAME
+
+    @property
     def log_path(self) -> Path:
         return self.output_dir / TRAINING_LOG
 
 
-def resolve(recipe: Path, sets: list[str], flags: list[tuple[str, Any]], env: dict[str, str] | None = None):
+def resolve(recipe: Path, sets: list[str], flags: list[tuple], env: dict[str, str] | None = None):
     """The recipe with environment and flag overrides applied, and the ``(key, value, source)`` list.
 
     A bad file or ``--set`` is a ``ValueError`` with one line.
@@ -181,37 +203,64 @@ def resolve(recipe: Path, sets: list[str], flags: list[tuple[str, Any]], env: di
     return resolve_recipe(base, dict(os.environ if env is None else env), [*flags, *parse_set(sets)])
 
 
-def prepare_run(recipe: Path, plan: LaunchPlan, flags: list[tuple[str, Any]], sets: list[str]) -> PreparedRun:
-    """Resolve the overrides, validate everything, write the resolved recipe into its output_dir
-    and build the argv. Every refusal (``ValueError``: a bad file, a bad override, a
-    ``RecipeError``) comes before anything is written."""
+def prepare_run(recipe: Path, plan: LaunchPlan, flags: list[tuple], sets: list[str]) -> PreparedRun:
+    """Resolve the overrides, validate everything and build the argv, writing nothing: every refusal
+    (``ValueError``: a bad file, a bad override, a ``RecipeError``) and a dry run leave every folder
+    as it was. The recipe gets ``RUN_STATE_PLUGIN`` when it lacks it (an override like any other)."""
     from mathpal_train.validate import validate_recipe
 
     if plan.deepspeed is not None:
-        flags = [("deepspeed", str(plan.deepspeed)), *flags]
+        flags = [("deepspeed", str(plan.deepspeed), "--deepspeed"), *flags]
     resolved, applied = resolve(recipe, sets, flags)
     if "output_dir" not in resolved:
         raise LaunchError(f"recipe {recipe}: output_dir is missing: add one so checkpoints have a home")
-    validate_recipe(resolved, recipe, max(plan.gpus, 1) * plan.num_machines)
-    check_writable(Path(resolved["output_dir"]) / RESOLVED_RECIPE_NAME)
-    resolved_path = write_resolved_recipe(resolved, Path(resolved["output_dir"]))
-    return PreparedRun(build_launch_argv(resolved_path, plan), resolved_path, resolved, applied)
+    plugins = list(resolved.get("plugins") or [])
+    if RUN_STATE_PLUGIN not in plugins:
+        resolved["plugins"] = [*plugins, RUN_STATE_PLUGIN]
+        applied.append(("plugins", resolved["plugins"], "mathpal train (the run record)"))
+    summary = validate_recipe(resolved, recipe, max(plan.gpus, 1) * plan.num_machines, origins(applied))
+    launched = Path(resolved["output_dir"]) / PENDING_DIR / RESOLVED_RECIPE_NAME
+    return PreparedRun(build_launch_argv(launched, plan), resolved, applied, summary, plan)
 
 
-def run_logged(argv: list[str], env: dict[str, str], log_path: Path) -> int:
-    """Run ``argv``, copying its output to the console and to ``log_path``; return its exit code.
+@dataclass(frozen=True)
+class JobEnd:
+    """How a job ended: the code ``mathpal train`` exits with, the stop it passed on, what went wrong."""
 
-    SIGINT or SIGTERM to this process goes to every process of the job: sent to
+    code: int  # the job's exit status, or 128 + the signal that stopped it
+    stop: int | None = None  # the signal this process received and passed on; None: the job ended by itself
+    log_problem: str | None = None  # why the log is incomplete (a full disk); None when it holds everything
+    last_error: str | None = None  # the job's last exception line, to say in one line why it failed
+    tail: list[str] = field(default_factory=list, repr=False)
+
+
+def run_logged(
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    show: Callable[[str], str | None] | None = None,
+    pass_fds: tuple[int, ...] = (),
+    warn: Callable[[str], None] | None = None,
+) -> JobEnd:
+    """Run ``argv``, copying its output to ``log_path`` and to the terminal, until it ends.
+
+    The terminal gets every byte (``show`` None, ``--debug``) or the lines ``show`` turns into
+    text. Neither copy can end the job: a terminal or pipe that closes (``| head``, a hung-up
+    ssh) is dropped, and the log goes on; a log that cannot be written (a full disk) is
+    dropped with one ``warn`` line, and the terminal goes on.
+
+    SIGINT, SIGTERM or SIGHUP to this process goes to every process of the job: sent to
     ``accelerate`` alone, the worker it started is reparented to init and trains on. So this
     process becomes the job's subreaper (orphans of the job are reparented here, not to
-    init) and signals the whole tree. Axolotl saves on SIGINT; whatever still runs
-    ``STOP_GRACE_S`` after the first stop (or at a second one) is killed, and so is anything
-    the job leaves behind when it ends. The job stays in this process's group, so a stop
-    sent to the group (a terminal's Ctrl-C, a scheduler) reaches it directly too. After a
-    stop the return is 128 + the signal number, whatever the job returned (Axolotl exits 0
-    after its SIGINT save), so a scheduler sees that the run was stopped.
+    init) and signals the whole tree. SIGHUP is passed on as SIGTERM (the job ignores SIGHUP,
+    so that a terminal that closes stops it through here, as a scheduler's SIGTERM does; under
+    ``nohup`` both ignore it). Axolotl saves on SIGINT; whatever still runs ``STOP_GRACE_S``
+    after the first stop (or at a second one) is killed, and so is anything the job leaves
+    behind when it ends. The job stays in this process's group, so a stop sent to the group
+    (a terminal's Ctrl-C, a scheduler) reaches it directly too. After a stop the code is 128 +
+    the signal number, whatever the job returned (Axolotl exits 0 after its SIGINT save), so a
+    scheduler sees that the run was stopped. ``pass_fds`` stay open in the job (the folder lock).
     """
-    import signal
     import subprocess
     import threading
 
@@ -225,34 +274,115 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path) -> int:
         stops.append(signum)
         if len(stops) == 1:
             killer.start()
-            _signal_job(job, before, signum)
+            _signal_job(job, before, STOP_SIGNALS[signum])
         else:
             _signal_job(job, before, signal.SIGKILL)
 
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    copy = _Copy(log_path, show, warn)
     _set_subreaper(True)
-    # Handlers first: a child must not inherit an ignored SIGINT from our parent, and a stop
-    # that arrives while the job starts must still reach it.
+    hangup_ignored = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    # SIGINT/SIGTERM handlers first: a child must not inherit an ignored SIGINT from our parent,
+    # and a stop that arrives while the job starts must still reach it. SIGHUP is ignored while
+    # the job starts, so that it inherits that, then handled here (unless our parent ignored it).
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            job.append(proc)
-            if stops:
-                _signal_job(job, before, stops[0])
-            assert proc.stdout is not None
-            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
-                log.write(chunk)
-            code = proc.wait()
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=pass_fds)
+        job.append(proc)
+        if not hangup_ignored:
+            signal.signal(signal.SIGHUP, stop)
+        if stops:
+            _signal_job(job, before, STOP_SIGNALS[stops[0]])
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            copy.write(chunk)
+        code = proc.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         killer.cancel()
         _signal_job(job, before, signal.SIGKILL, reap=True)  # nothing of the job outlives it
         _set_subreaper(False)
-    return 128 + stops[0] if stops else code
+        copy.close()
+    code = 128 - code if code < 0 else code  # killed by a signal no one here sent (the OOM killer)
+    return JobEnd(
+        code=128 + stops[0] if stops else code,
+        stop=stops[0] if stops else None,
+        log_problem=copy.log_problem,
+        last_error=next((line for line in reversed(copy.tail) if EXCEPTION_LINE.match(line)), None),
+        tail=list(copy.tail),
+    )
+
+
+class _Copy:
+    """The job's output to the log file and the terminal, each dropped at its first failed write."""
+
+    def __init__(self, log_path: Path, show: Callable[[str], str | None] | None, warn: Callable[[str], None] | None):
+        self.log_path, self.show, self.warn = Path(log_path), show, warn
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.partial = b""
+        self.terminal = True
+        self.log_problem: str | None = None
+        self.log = None
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        except OSError as err:
+            self._drop_log(err)
+
+    def write(self, chunk: bytes) -> None:
+        if self.log is not None:
+            try:
+                self.log.write(chunk)
+            except OSError as err:
+                self._drop_log(err)
+        lines, self.partial = self._lines(self.partial + chunk)
+        if self.show is None:
+            self._to_terminal(chunk)
+            return
+        for line in lines:
+            shown = self.show(line)
+            if shown is not None:
+                self._to_terminal((shown + "\n").encode("utf-8", "replace"))
+
+    def _lines(self, data: bytes) -> tuple[list[str], bytes]:
+        """Complete lines (ended by a newline or tqdm's carriage return) and the rest; tail updated."""
+        *complete, rest = re.split(rb"[\r\n]", data)
+        lines = [raw.decode("utf-8", "replace") for raw in complete]
+        self.tail.extend(line for line in lines if line.strip())
+        return lines, rest[-65536:]
+
+    def _to_terminal(self, data: bytes) -> None:
+        if not self.terminal:
+            return
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except (OSError, ValueError):  # the reader went away (| head, a closed ssh): training goes on
+            from mathpal_train.terminal import silence_stdout
+
+            self.terminal = False
+            silence_stdout()
+
+    def _drop_log(self, err: OSError) -> None:
+        self.log_problem = f"cannot write {self.log_path}: {os.strerror(err.errno) if err.errno else err}"
+        if self.log is not None:
+            try:
+                self.log.close()
+            except OSError:
+                pass
+        self.log = None
+        if self.warn is not None:
+            self.warn(f"{self.log_problem}: the rest of the job's output is not logged; training goes on")
+
+    def close(self) -> None:
+        if self.partial.strip():
+            self.tail.append(self.partial.decode("utf-8", "replace"))
+        if self.log is not None:
+            try:
+                self.log.close()
+            except OSError:
+                pass
 
 
 def _process_tree() -> dict[int, set[int]]:

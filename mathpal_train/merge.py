@@ -18,10 +18,10 @@ import json
 import shutil
 from pathlib import Path
 
-from mathpal_train.atomic_files import staged_dir
+from mathpal_train.atomic_files import check_writable, staged_dir
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME
 from mathpal_train.run_state import RUN_RECORD
-from mathpal_train.trained_run import open_run
+from mathpal_train.trained_run import check_adapter
 
 MERGED_DIR_NAME = "merged"
 
@@ -37,20 +37,27 @@ def merge_dtype(recipe: dict):
     return torch.float32
 
 
-def merge_adapter(source: Path, out: Path | None = None, base_model: str | None = None) -> Path:
+def merge_adapter(
+    source: Path,
+    out: Path | None = None,
+    base_model: str | None = None,
+    allow_unfinished: bool = False,
+    allow_other_base: bool = False,
+) -> Path:
     """Merge the run of ``source`` (its output folder or recipe) into ``out`` (default ``<output_dir>/merged``);
-    ``base_model`` replaces the run's (a local copy of the hub model, say)."""
+    ``base_model`` replaces the run's (a local copy of the hub model, with ``allow_other_base``).
+
+    The adapter goes through eval's and ask's check first (``trained_run.check_adapter``), and the
+    output folder is checked for writability before anything loads."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run = open_run(source)
+    run, base = check_adapter(source, base_model, allow_unfinished, allow_other_base)
     out = Path(out) if out is not None else run.output_dir / MERGED_DIR_NAME
     if out.resolve() == run.output_dir.resolve():
         raise ValueError(f"--out {out} is the run's own folder: merge into a new folder")
-    base = base_model or run.base_model
-    if not base or (not Path(base).exists() and "/" not in base):
-        raise ValueError(f"base model {base!r} of {run.output_dir} is not a folder nor a hub id: pass --model")
+    check_writable(out)
     dtype = merge_dtype(run.recipe)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     with torch.no_grad():

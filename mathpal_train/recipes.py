@@ -1,9 +1,10 @@
 """A recipe as ``mathpal train`` runs it: the YAML file, the user's overrides, the resolved copy.
 
 The recipe stays the single source of truth: overrides (environment variables, ``--set``,
-``--quick-test``) are applied to a copy that is written into the run's ``output_dir``, and
-that file is what gets launched, so ``accelerate launch -m axolotl.cli.train
-<output_dir>/recipe.resolved.yml`` reproduces the run by hand.
+``--quick-test``) are applied to a copy that is written into the run's ``output_dir``
+(through ``pending/``, see ``mathpal_train.run_folder``), and that file is what gets
+launched, so ``accelerate launch -m axolotl.cli.train <output_dir>/recipe.resolved.yml``
+reproduces the run by hand.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from mathpal_train.atomic_files import write_text_atomic
 
 RESOLVED_RECIPE_NAME = "recipe.resolved.yml"
 # The recipes of this checkout (also found when mathpal runs from another folder).
@@ -82,24 +81,26 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def parse_set(items: list[str]) -> list[tuple[str, Any]]:
-    """``key=value`` pairs from ``--set``; a malformed one is a one-line error."""
+def parse_set(items: list[str]) -> list[tuple[str, Any, str]]:
+    """``(key, value, "--set")`` from ``--set key=value``; a malformed one is a one-line error."""
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r} is not key=value: write e.g. --set learning_rate=1e-4")
-        pairs.append((key.strip(), parse_value(value)))
+        pairs.append((key.strip(), parse_value(value), "--set"))
     return pairs
 
 
 def resolve_recipe(
-    recipe: dict[str, Any], env: dict[str, str], flags: list[tuple[str, Any]]
+    recipe: dict[str, Any], env: dict[str, str], flags: list[tuple]
 ) -> tuple[dict[str, Any], list[tuple[str, Any, str]]]:
     """Apply overrides with precedence recipe < environment < flags.
 
-    Returns the new recipe and the list of ``(key, value, source)`` applied, so the
-    caller can print every change it made to what the user wrote.
+    ``flags`` are ``(key, value)`` or ``(key, value, source)``: the option that set it
+    (``--max-steps``, ``--set``); the source defaults to "flag". Returns the new recipe and the
+    list of ``(key, value, source)`` applied, so the caller can print every change it made to
+    what the user wrote, and an error can name the variable or flag a bad value came from.
     """
     resolved = dict(recipe)
     applied: list[tuple[str, Any, str]] = []
@@ -107,10 +108,26 @@ def resolve_recipe(
         if env.get(var):
             resolved[key] = parse_value(env[var])
             applied.append((key, resolved[key], f"${var}"))
-    for key, value in flags:
+    for key, value, *source in flags:
         set_key(resolved, key, value)
-        applied.append((key, value, "flag"))
+        applied.append((key, value, source[0] if source else "flag"))
     return resolved, applied
+
+
+def origins(applied: list[tuple[str, Any, str]]) -> dict[str, str]:
+    """Top-level key → the override that set it last, as the user wrote it: ``$BATCH_SIZE=0``,
+    ``--set lora_r=abc``, ``--learning-rate -1``. Keys not in it come from the recipe file."""
+    found: dict[str, str] = {}
+    for key, value, source in applied:
+        shown = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+        shown = shown.removesuffix("\n...").strip()
+        if source.startswith("$"):
+            found[key.split(".")[0]] = f"{source.removeprefix('$')}={shown}"
+        elif source == "--set":
+            found[key.split(".")[0]] = f"--set {key}={shown}"
+        else:
+            found[key.split(".")[0]] = f"{source} {shown}" if source.startswith("--") else source
+    return found
 
 
 def set_key(recipe: dict[str, Any], key: str, value: Any) -> None:
@@ -134,23 +151,17 @@ def set_key(recipe: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
-def write_resolved_recipe(recipe: dict[str, Any], output_dir: Path) -> Path:
-    """Write the recipe that will run into ``output_dir`` (temp file + rename)."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    target = output_dir / RESOLVED_RECIPE_NAME
-    header = (
-        "# Resolved by `mathpal train`: launch again with\n# accelerate launch -m axolotl.cli.train "
-        + str(target)
-        + "\n"
-    )
-    return write_text_atomic(target, header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
+def resolved_recipe_text(recipe: dict[str, Any], output_dir: Path) -> str:
+    """The recipe that will run, as the YAML file ``mathpal train`` keeps in ``output_dir``."""
+    target = Path(output_dir) / RESOLVED_RECIPE_NAME
+    header = f"# Resolved by `mathpal train`: launch again with\n# accelerate launch -m axolotl.cli.train {target}\n"
+    return header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
 
 
-def quick_test_overrides(path: Path = QUICK_TEST_RECIPE) -> list[tuple[str, Any]]:
-    """``(key, value)`` of ``QUICK_TEST_KEYS`` as recipes/quick_test.yml sets them."""
+def quick_test_overrides(path: Path = QUICK_TEST_RECIPE) -> list[tuple[str, Any, str]]:
+    """``(key, value, "--quick-test")`` of ``QUICK_TEST_KEYS`` as recipes/quick_test.yml sets them."""
     recipe = load_recipe(path)
     missing = [key for key in QUICK_TEST_KEYS if key not in recipe]
     if missing:
         raise ValueError(f"recipe {path} lacks {', '.join(missing)}: --quick-test applies these keys from it")
-    return [(key, recipe[key]) for key in QUICK_TEST_KEYS]
+    return [(key, recipe[key], "--quick-test") for key in QUICK_TEST_KEYS]

@@ -11,7 +11,10 @@ leaves something behind that looks more finished than it is:
   looks exactly like a finished run's. ``RunStatePlugin`` marks the run record
   ``mathpal_run.json`` (``RUN_RECORD``) finished as the very last thing a run that trained
   to the end does, with the sha256 of the adapter it saved; ``adapter_problem`` trusts an
-  adapter folder only when that mark matches its weights.
+  adapter folder only when that mark matches its weights, and its weights are whole.
+
+``RunStatePlugin`` also keys the tokenised data on its content (``key_prepared_data``) and
+puts a launch's pending record in place when it starts training (``mathpal_train.run_folder``).
 
 A checkpoint is complete when its ``trainer_state.json`` parses: the Hugging Face trainer
 writes it after the weights, the optimizer and the RNG state.
@@ -23,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +97,34 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_problem(path: Path) -> str | None:
+    """Why a weights file cannot be loaded (cut short by a full disk or a kill), or None when it is whole.
+
+    Reads only the safetensors header (8 bytes of length, a JSON table of byte ranges) and compares
+    the file's size with the last range, or opens a ``.bin`` (a zip) at its central directory.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if path.suffix != ".safetensors":
+            with zipfile.ZipFile(path):
+                return None
+        with path.open("rb") as fh:
+            length = int.from_bytes(fh.read(8), "little")
+            start = fh.read(1)
+            if start != b"{":  # every safetensors header is a JSON object
+                return f"{path} is not a safetensors file ({size} bytes): the save did not write it"
+            if 8 + length > size:
+                return f"{path} is cut short ({size} bytes, less than its own header says)"
+            header = json.loads(start + fh.read(length - 1))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as err:
+        return f"{path} is not a readable weights file ({type(err).__name__})"
+    if 8 + length + end > size:
+        return f"{path} is cut short ({size} of {8 + length + end} bytes: a full disk or a kill during the save)"
+    return None
+
+
 def adapter_problem(folder: Path, allow_unfinished: bool = False) -> str | None:
     """Why ``folder`` is not a finished run's adapter (one line, with what to do), or None when it is.
 
@@ -109,6 +141,9 @@ def adapter_problem(folder: Path, allow_unfinished: bool = False) -> str | None:
             f"{folder} has adapter_config.json but no adapter weights ({ADAPTER_WEIGHTS[0]}): the run stopped "
             "before saving them; rerun `mathpal train` on its recipe to resume it"
         )
+    broken = weights_problem(weights)
+    if broken:
+        return f"{broken}: rerun `mathpal train` on its recipe, or pass an earlier checkpoint-N"
     if allow_unfinished:
         return None
     if _checkpoint_step(folder) is not None:
@@ -187,21 +222,59 @@ def _is_main_process(cfg) -> bool:
     return int(os.environ.get("RANK", cfg.local_rank or 0) or 0) == 0
 
 
+class DataChanged(RuntimeError):
+    """The data or tokenizer changed between ``mathpal train``'s check and the job's read of them."""
+
+
+def key_prepared_data(cfg) -> Path:
+    """Point ``cfg.dataset_prepared_path`` at the tokenised cache of exactly these data files and this
+    tokenizer (``mathpal_train.training_data.prepared_path``), and return it.
+
+    A launch by ``mathpal train`` recorded the key it computed; a different one here means a file
+    changed in between (a re-export during start-up): refused, since the record would name other data.
+    """
+    from mathpal_train.run_folder import read_pending
+    from mathpal_train.training_data import prepared_path
+
+    keyed = prepared_path(cfg)
+    recorded = ((read_pending(Path(cfg.output_dir)) or {}).get("dataset") or {}).get("prepared_path")
+    if recorded and recorded != os.path.abspath(keyed):
+        raise DataChanged(
+            f"the training data or tokenizer changed after `mathpal train` checked them (tokenised data "
+            f"{keyed.name}, recorded {Path(recorded).name}): rerun `mathpal train`"
+        )
+    cfg.dataset_prepared_path = str(keyed)
+    return keyed
+
+
+def _is_local_main_process() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+
+
 def __getattr__(name: str):
     """``RunStatePlugin``, defined on first use: it subclasses Axolotl's ``BasePlugin``, and importing
     Axolotl takes seconds that ``mathpal eval`` (which only reads markers) should not pay."""
     if name != "RunStatePlugin":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import logging
+
     from axolotl.integrations.base import BasePlugin
 
-    class RunStatePlugin(BasePlugin):
-        """Marks a run finished, last: ``plugins: [mathpal_train.run_state.RunStatePlugin]``.
+    log = logging.getLogger("axolotl.mathpal.run_state")
 
-        Axolotl calls ``post_train`` right after the training loop and again once the adapter,
-        tokenizer and model card are saved. The record is marked at the call that finds the
-        adapter saved after the loop ended, so a run stopped anywhere before that (SIGINT's
-        emergency save included, which never reaches ``post_train``) has no mark. An earlier
-        run's mark is removed when training starts; the rest of the record stays.
+    class RunStatePlugin(BasePlugin):
+        """The run's folder tells the truth: ``plugins: [mathpal_train.run_state.RunStatePlugin]``.
+
+        * Before Axolotl loads the datasets, the tokenised cache is keyed on the data files and
+          the tokenizer (``key_prepared_data``): no run trains on tokens of other rows.
+        * When the trainer exists, right before Axolotl writes the new run's adapter config and
+          tokenizer into ``output_dir``, the launch's pending recipe and record replace the
+          folder's (``mathpal_train.run_folder.promote_pending``): until then a finished run's
+          record stays. A run launched by hand has no pending record: its old mark is removed.
+        * Axolotl calls ``post_train`` right after the training loop and again once the adapter,
+          tokenizer and model card are saved. The record is marked finished at the call that
+          finds the adapter saved after the loop ended, so a run stopped anywhere before that
+          (SIGINT's emergency save included, which never reaches ``post_train``) has no mark.
         """
 
         def __init__(self) -> None:
@@ -209,9 +282,17 @@ def __getattr__(name: str):
             self.trainer = None
             self.loop_ended_at: float | None = None
 
+        def load_datasets(self, cfg, preprocess: bool = False):
+            keyed = key_prepared_data(cfg)
+            if _is_local_main_process():
+                log.info(f"tokenised data: {keyed} (keyed on the data files and the tokenizer)")
+            return None  # Axolotl loads them, from that cache or afresh
+
         def post_trainer_create(self, cfg, trainer) -> None:
+            from mathpal_train.run_folder import promote_pending
+
             self.trainer = trainer
-            if _is_main_process(cfg):
+            if _is_local_main_process() and not promote_pending(Path(cfg.output_dir)) and _is_main_process(cfg):
                 clear_finished(Path(cfg.output_dir))
 
         def post_train(self, cfg, model) -> None:

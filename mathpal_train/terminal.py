@@ -5,11 +5,14 @@ the elapsed time. ``StageBars`` turns a pipeline's ``(event, n, total)`` callbac
 ``dataprep.pipeline.Progress``) into one bar per stage, each showing its own rate. ``echo``
 prints result lines as they are: no markup guessing, long lines wrapped by the terminal.
 ``library_noise`` keeps what libraries log off the terminal unless the user asks for it.
+A terminal or pipe that goes away (``mathpal train … | head``) silences the output
+(``silence_stdout``) instead of failing the command: what it was doing goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,20 +64,34 @@ class StageBars:
         self.progress.update(self.current, completed=done, rate=rate)
 
 
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null: its reader is gone, and every later print (ours, rich's,
+    Python's flush at exit) must succeed silently rather than end the command with a BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
 def stream_writer(console: Console) -> Callable[[str], None]:
     """Write text as it comes (a streamed answer): no newline added, flushed at once."""
 
     def write(text: str) -> None:
-        console.file.write(text)
-        console.file.flush()
+        try:
+            console.file.write(text)
+            console.file.flush()
+        except BrokenPipeError:
+            silence_stdout()
 
     return write
 
 
 def echo(console: Console, *items: Any) -> None:
     """Print each item (text or a rich renderable such as a table) on its own, without highlighting."""
-    for item in items:
-        console.print(item, highlight=False, soft_wrap=True)
+    try:
+        for item in items:
+            console.print(item, highlight=False, soft_wrap=True)
+    except BrokenPipeError:
+        silence_stdout()
 
 
 @contextmanager

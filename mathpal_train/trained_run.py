@@ -1,13 +1,16 @@
 """A training run's folder as the commands after training find it: ask, merge, eval, the model artifact.
 
 Axolotl leaves the adapter, the tokenizer (with the chat template it trained with) and
-``mathpal train``'s ``recipe.resolved.yml`` in ``output_dir``. ``mathpal train`` adds the run
-record ``mathpal_run.json`` (``mathpal_train.run_state``) before the job starts;
-``RunStatePlugin`` marks it finished as the job's last act, and ``mathpal train`` then
-records how the job ended. The record holds the Comet experiment key given to the job (so
-the model artifact and later evaluations land in the same experiment), the training system
-prompt (read from the training data at launch, before a re-export can change it) and the
-sha256 of the data export's ``manifest.json`` (which links the run to its dataset artifact).
+``mathpal train``'s ``recipe.resolved.yml`` in ``output_dir``. ``mathpal train`` writes the run
+record ``mathpal_run.json`` (``mathpal_train.run_state``) before the job starts, into
+``pending/`` until the run really trains (``mathpal_train.run_folder``); ``RunStatePlugin``
+marks it finished as the job's last act, and ``mathpal train`` then records how the job
+ended: finished, stopped by its signal, or failed with its exit code. The record holds the
+Comet experiment key given to the job (so the model artifact and later evaluations land in
+the same experiment), the training system prompt (read from the training data at launch,
+before a re-export can change it), the base model and the data files as absolute paths
+with each file's sha256, the tokenised cache they key (``mathpal_train.training_data``), and
+the sha256 of the data export's ``manifest.json`` (which links the run to its dataset artifact).
 
 A run launched by hand (``accelerate launch -m axolotl.cli.train``) has only the plugin's
 finished mark: the commands then fall back to the recipe beside the adapter, the adapter's
@@ -18,12 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import socket
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe
-from mathpal_train.run_state import RUN_RECORD, read_record, write_record
+from mathpal_train import run_folder
+from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, resolved_recipe_text
+from mathpal_train.run_state import RUN_RECORD, adapter_problem, file_sha256, read_record, write_record
+from mathpal_train.training_data import local_datasets, prepared_path
 
 
 @dataclass(frozen=True)
@@ -36,13 +46,19 @@ class TrainedRun:
 
     @property
     def base_model(self) -> str:
-        """The model the adapter was trained on: the record's, the recipe's, else PEFT's own note."""
-        if self.record.get("base_model"):
-            return str(self.record["base_model"])
-        if self.recipe.get("base_model"):
-            return str(self.recipe["base_model"])
-        config = json.loads((self.output_dir / "adapter_config.json").read_text(encoding="utf-8"))
-        return str(config.get("base_model_name_or_path") or "")
+        """The model the adapter was trained on: the record's (absolute), the recipe's, else PEFT's own note."""
+        return next(iter(self.named_bases), "")
+
+    @property
+    def named_bases(self) -> list[str]:
+        """Every name the run gives its base model, most trusted first (a relative one may be relative
+        to the folder training ran in, which is not this one)."""
+        try:
+            config = json.loads((self.output_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        peft = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+        return [str(name) for name in (self.record.get("base_model"), self.recipe.get("base_model"), peft) if name]
 
     @property
     def tokenizer_dir(self) -> str:
@@ -88,6 +104,46 @@ def open_run(path: Path) -> TrainedRun:
     return TrainedRun(output_dir, recipe, read_record(output_dir))
 
 
+def check_adapter(
+    path: Path, model: str | None = None, allow_unfinished: bool = False, allow_other_base: bool = False
+) -> tuple[TrainedRun, str]:
+    """The one check of an adapter before eval, ask or merge loads it: the run (``open_run``) and the
+    base model to load it on (``model``, else the one it was trained on). A ``ValueError`` in one line:
+
+    * not a finished run's adapter (no mark, weights changed since it), unless ``allow_unfinished``;
+    * weights missing or cut short (a full disk, a kill during the save);
+    * a base model that is not the one the adapter names (PEFT would load it on any model of the
+      same shape, and answer), unless ``allow_other_base`` (a local copy of the hub model, say);
+    * a base model that is neither a folder here nor a hub id.
+    """
+    run = open_run(path)
+    problem = adapter_problem(run.output_dir, allow_unfinished)
+    if problem:
+        raise ValueError(problem)
+    named = run.named_bases
+    base = model or run.base_model
+    if not base:
+        raise ValueError(f"{run.output_dir} names no base model (no record, no base_model_name_or_path): pass --model")
+    if named and not allow_other_base and not any(same_model(base, name) for name in named):
+        raise ValueError(
+            f"{run.output_dir} was trained on {named[0]}, not {base}: pass --model {named[0]}, "
+            f"or --allow-other-base if {base} is a copy of it"
+        )
+    if not Path(base).exists() and "/" not in base:
+        raise ValueError(f"base model {base} of {run.output_dir} is not a folder here nor a hub id: pass --model")
+    return run, base
+
+
+def same_model(a: str, b: str) -> bool:
+    """The same name, or two paths to one folder (relative or absolute, through links)."""
+    if a == b:
+        return True
+    try:
+        return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 # --------------------------------------------------------------------------- what the run trained on
 
 
@@ -131,8 +187,13 @@ def experiment_key_of(output_dir: Path) -> str | None:
     return (read_record(output_dir).get("comet") or {}).get("experiment_key")
 
 
+def absolute(path: Any) -> Any:
+    """A local path as an absolute one (the record is read from other folders); anything else unchanged."""
+    return os.path.abspath(str(path)) if path and Path(str(path)).exists() else path
+
+
 def start_record(recipe: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """The record of a run about to launch (status "running"); the job's Comet key is in it.
+    """The record of a run about to launch (status "launched"); the job's Comet key is in it.
 
     Every launch gets a new key, a rerun after a crash too: offline, comet_ml names the
     archive after the key and a suffix drawn after the trainer seeds ``random``, so a
@@ -150,16 +211,26 @@ def start_record(recipe: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         }
     system_prompt, _ = training_system_prompt(recipe)
     manifest = dataset_manifest(recipe)
+    files = {
+        os.path.abspath(str(entry["path"])): file_sha256(Path(str(entry["path"])))
+        for _, _, entry in local_datasets(recipe)
+        if Path(str(entry.get("path"))).is_file()
+    }
     return {
-        "status": "running",
-        "base_model": recipe.get("base_model"),
+        "status": "launched",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started_at": run_folder.now(),
+        "base_model": absolute(recipe.get("base_model")),
         "model_type": recipe.get("model_type"),
         "chat_template": recipe.get("chat_template"),
         "system_prompt": system_prompt,
         "dataset": {
-            "path": str((recipe.get("datasets") or [{}])[0].get("path", "")),
-            "manifest": str(manifest[0]) if manifest else None,
+            "path": absolute((recipe.get("datasets") or [{}])[0].get("path", "")),
+            "manifest": os.path.abspath(manifest[0]) if manifest else None,
             "manifest_sha256": manifest[1] if manifest else None,
+            "files": files,
+            "prepared_path": os.path.abspath(prepared_path(recipe)),
         },
         "comet": comet,
     }
@@ -172,25 +243,84 @@ def job_comet_env(record: dict[str, Any]) -> dict[str, str]:
     return {"COMET_EXPERIMENT_KEY": comet["experiment_key"]} if comet.get("experiment_key") else {}
 
 
-def run_training(argv: list[str], env: dict[str, str], log_path: Path, recipe: dict[str, Any]) -> tuple[int, list[str]]:
-    """Launch the job with its run record; after a success, finish the record and log the model
-    artifact. Returns the job's exit code and the lines to print.
+class Outcome(NamedTuple):
+    """How ``mathpal train`` ends: its exit code, the lines to print, and the error line of a failed job."""
 
-    The artifact is a side channel: a failure there is a line, never a failed run.
+    code: int
+    lines: list[str]
+    error: str | None = None
+
+
+def run_training(run, debug: bool = False, note: Callable[[str], None] = print) -> Outcome:
+    """Launch a prepared run (``mathpal_train.launch.PreparedRun``) in its folder and record how it ended.
+
+    The folder is held for the whole job (``run_folder.lock``: a second launch into it is refused
+    in one line); the recipe and record go to ``pending/`` until the run trains. After a success
+    the model artifact is logged: a side channel, whose failure is a line, never a failed run.
+    ``note`` gets each line the user should read before the job's output (and a log that fills up).
     """
-    from mathpal_train.launch import run_logged
+    from mathpal_train.launch import prepare_job, run_logged
+    from mathpal_train.train_log import terminal_line
 
-    output_dir = Path(recipe["output_dir"])
-    record = start_record(recipe, env)
-    write_record(output_dir, record)
-    code = run_logged(argv, {**env, **job_comet_env(record)}, log_path)
-    record = read_record(output_dir)  # RunStatePlugin marked it finished, or not, in the job
-    if code != 0:
-        write_record(output_dir, {**record, "status": f"stopped (exit {code})"})
-        return code, []
-    finished = record.get("finished") is True
-    write_record(output_dir, {**record, "status": "finished" if finished else "ended without its finished mark"})
-    lines = [f"run record: {output_dir / RUN_RECORD}"]
+    output_dir = run.output_dir
+    plan = getattr(run, "plan", None)
+    first_machine = plan is None or not plan.machine_rank  # the other machines of a run share its folder
+    with run_folder.lock(output_dir) if first_machine else nullcontext(None) as held:
+        env, notes = prepare_job(run, debug)
+        for line in notes:
+            note(line)
+        record = start_record(run.resolved, env)
+        run_folder.write_pending(output_dir, resolved_recipe_text(run.resolved, output_dir), record)
+        end = run_logged(
+            run.argv,
+            {**env, **job_comet_env(record)},
+            run.log_path,
+            show=None if debug else terminal_line,
+            pass_fds=() if held is None else (held,),
+            warn=note,
+        )
+        return finish_record(output_dir, end, run.log_path)
+
+
+def ended_status(end) -> dict[str, Any]:
+    """How a job ended, for the record: stopped with its signal, failed with its exit code, or exit 0."""
+    status: dict[str, Any] = {"exit_code": end.code}
+    if end.stop is not None or end.code > 128 and end.code - 128 in signal.valid_signals():
+        status.update(status="stopped", signal=signal.Signals(end.stop or end.code - 128).name)
+    elif end.code != 0:
+        status.update(status="failed", error=end.last_error)
+    else:
+        status["status"] = "ended"
+    if end.log_problem:
+        status["log"] = f"incomplete: {end.log_problem}"
+    return status
+
+
+def finish_record(output_dir: Path, end, log_path: Path) -> Outcome:
+    """Write how the job ended into the record it ran under, and say it in a few lines.
+
+    A launch that never reached training has its own record in ``pending/`` (the folder's
+    finished run, if any, is as it was); a run that trained updates ``mathpal_run.json``.
+    """
+    status = ended_status(end)
+    how = _how(status)
+    failed = (
+        f"training failed (exit {end.code}): {end.last_error or 'see the log'}; its whole output: {log_path}"
+        if status["status"] == "failed"
+        else None
+    )
+    pending = run_folder.settle_pending(output_dir, {**status, "status": f"{status['status']} before training"})
+    if pending is not None:
+        line = f"{how} before training started: {output_dir} is as it was; this launch's record: {pending}"
+        return Outcome(end.code, [line], failed)
+    record = read_record(output_dir)
+    finished = end.code == 0 and record.get("finished") is True
+    if end.code == 0:
+        status["status"] = "finished" if finished else "ended without its finished mark"
+    write_record(output_dir, {**record, **status, "ended_at": run_folder.now()})
+    lines = [f"run record: {output_dir / RUN_RECORD} ({status['status'] if end.code == 0 else how})"]
+    if end.code != 0:
+        return Outcome(end.code, lines, failed)
     if not finished:
         lines.append(
             f"warning: {output_dir} was not marked finished: its recipe lacks "
@@ -203,4 +333,12 @@ def run_training(argv: list[str], env: dict[str, str], log_path: Path, recipe: d
             lines.append(log_model_artifact(open_run(output_dir)))
         except Exception as error:  # the run itself succeeded: say so, keep the exit code
             lines.append(f"warning: the model artifact was not logged ({type(error).__name__}: {error})")
-    return code, lines
+    return Outcome(end.code, lines)
+
+
+def _how(status: dict[str, Any]) -> str:
+    if status["status"] == "stopped":
+        return f"stopped by {status['signal']} (exit {status['exit_code']})"
+    if status["status"] == "failed":
+        return f"failed (exit {status['exit_code']})"
+    return f"ended (exit {status['exit_code']})"

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from evals.answers import extract_final_answer
 from evals.generate import generate_batch, load_model
 from mathpal_train.run_state import RUN_RECORD, read_record
-from mathpal_train.trained_run import open_run
+from mathpal_train.trained_run import check_adapter
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,20 @@ class Answer:
     hit_limit: bool
 
 
-def load_tutor(adapter: Path | None = None, model: str | None = None) -> Tutor:
+def load_tutor(
+    adapter: Path | None = None,
+    model: str | None = None,
+    allow_unfinished: bool = False,
+    allow_other_base: bool = False,
+) -> Tutor:
     """The tutor of a finished run (``adapter``: its output folder or recipe; ``model`` overrides its
-    base), or a merged model folder (``model`` alone, as ``mathpal merge`` writes it)."""
+    base), or a merged model folder (``model`` alone, as ``mathpal merge`` writes it). The adapter
+    goes through the same check as eval's and merge's (``trained_run.check_adapter``)."""
     if adapter is not None:
-        run = open_run(adapter)
-        base = model or run.base_model
-        if not base:
-            raise ValueError(f"{adapter}: no base model recorded: pass --model")
+        try:
+            run, base = check_adapter(adapter, model, allow_unfinished, allow_other_base)
+        except ValueError as err:
+            raise ValueError(f"--adapter {err}") from None
         system_prompt, prompt_source = run.system_prompt()
         tokenizer, loaded = load_model(base, str(run.output_dir), tokenizer_path=run.tokenizer_dir)
         where = f"base {base} + adapter {run.output_dir}"
@@ -115,7 +121,13 @@ def questions_from_file(path: Path, limit: int | None = None) -> list[str]:
     if not path.is_file():
         raise ValueError(f"--file {path} does not exist: pass a text file (one question a line) or a JSONL split")
     questions = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"--file {path} is not UTF-8 text (byte {err.start}): pass a text file or a JSONL split"
+        ) from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if path.suffix == ".jsonl":
@@ -141,11 +153,21 @@ def questions_from_file(path: Path, limit: int | None = None) -> list[str]:
 
 
 def questions_from_stdin(stream: TextIO, prompt: Callable[[], None] | None = None) -> Iterator[str]:
-    """Questions typed (or piped) one a line, until end of input or an empty line at the prompt."""
+    """Questions typed (or piped) one a line, until end of input or an empty line at the prompt.
+
+    Input that is not UTF-8 text (a binary file piped in by mistake) ends it with a one-line ``ValueError``.
+    """
+    number = 0
     while True:
         if prompt is not None:
             prompt()
-        line = stream.readline()
+        number += 1
+        try:
+            line = stream.readline()
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"standard input is not UTF-8 text (line {number}, byte {err.start}): pipe text, one question a line"
+            ) from None
         if not line or (prompt is not None and not line.strip()):
             return
         if line.strip():

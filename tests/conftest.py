@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,20 @@ def tiny_model_dir(tmp_path_factory, chat_examples):
 
     texts = [m["content"] for e in chat_examples for m in e["messages"]] * 5
     return write_tiny_model(texts, tmp_path_factory.mktemp("tiny") / "tiny-gemma3n", vocab_size=400, seed=1)
+
+
+def write_recipe_inputs(folder: Path, tiny_model: Path, rows: int = 40) -> Path:
+    """What the recipes point at, inside ``folder``: ``data/{train,validation}.jsonl`` of real chat rows
+    and ``.mathpal/tiny-gemma3n`` (a link to a tiny model). Returns ``folder``."""
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", rows), ("validation", 4)):
+        text = "".join(json.dumps(chat_example(i), ensure_ascii=False) + "\n" for i in range(count))
+        (folder / "data" / f"{name}.jsonl").write_text(text, encoding="utf-8")
+    (folder / ".mathpal").mkdir(exist_ok=True)
+    link = folder / ".mathpal" / "tiny-gemma3n"
+    if not link.exists():
+        link.symlink_to(Path(tiny_model).absolute())
+    return folder
 
 
 LORA_TARGETS = r"model.layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mathpal_cli import app
+from tests.conftest import write_recipe_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "recipes" / "smoke.yml"
@@ -32,15 +34,13 @@ def test_help_lists_every_command_with_a_description():
         assert len(line.split(command, 1)[1].strip(" │")) > 10, line
 
 
-def test_help_and_validate_print_only_what_the_user_can_act_on(in_tmp):
+def test_help_and_validate_print_only_what_the_user_can_act_on(in_tmp, tiny_model_dir):
     """No torchao library-load failures, torch pytree deprecations or Axolotl advice that this model
     cannot take (flash attention) before the summary; --debug shows them."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     help_ = subprocess.run([sys.executable, "-m", "mathpal_cli", "--help"], capture_output=True, text=True, env=env)
     assert help_.returncode == 0 and help_.stderr == ""
-    (in_tmp / "data").mkdir()
-    for name in ("train", "validation"):
-        (in_tmp / "data" / f"{name}.jsonl").write_text('{"messages": []}\n')
+    write_recipe_inputs(in_tmp, tiny_model_dir)
     validate = [sys.executable, "-m", "mathpal_cli", "validate", str(SMOKE.parent / "production.yml")]
     quiet = subprocess.run(validate, cwd=in_tmp, capture_output=True, text=True, env=env)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
@@ -55,25 +55,27 @@ def test_cli_turns_axolotl_telemetry_off():
 
 
 @pytest.fixture()
-def smoke_inputs(in_tmp):
+def smoke_inputs(in_tmp, tiny_model_dir):
     """What smoke.yml points at: the data splits and a (local) base model folder."""
-    (in_tmp / "data").mkdir()
-    for name in ("train", "validation"):
-        (in_tmp / "data" / f"{name}.jsonl").write_text('{"messages": []}\n')
-    (in_tmp / ".mathpal" / "tiny-gemma3n").mkdir(parents=True)
-    return in_tmp
+    return write_recipe_inputs(in_tmp, tiny_model_dir)
 
 
-def test_train_dry_run_prints_the_command_and_writes_the_resolved_recipe(smoke_inputs):
+def dry_run_recipe(output: str) -> dict:
+    """The resolved recipe a dry run printed (everything after its announcement)."""
+    return yaml.safe_load(output.split("the resolved recipe would be:", 1)[1])
+
+
+def test_train_dry_run_prints_the_command_and_the_resolved_recipe_and_writes_nothing(smoke_inputs):
     result = runner.invoke(
         app, ["train", str(SMOKE), "--max-steps", "3", "--set", "lora_r=4", "--dry-run"], terminal_width=400
     )
     assert result.exit_code == 0, result.output
-    resolved = smoke_inputs / "outputs" / "smoke" / "recipe.resolved.yml"
-    assert "override max_steps = 3 (from flag)" in result.output
-    assert "override lora_r = 4 (from flag)" in result.output
-    assert f"-m axolotl.cli.train {resolved.relative_to(smoke_inputs)}" in result.output
-    assert "max_steps: 3" in resolved.read_text() and "lora_r: 4" in resolved.read_text()
+    assert "override max_steps = 3 (from --max-steps)" in result.output
+    assert "override lora_r = 4 (from --set)" in result.output
+    assert "-m axolotl.cli.train outputs/smoke/pending/recipe.resolved.yml" in result.output
+    resolved = dry_run_recipe(result.output)
+    assert resolved["max_steps"] == 3 and resolved["lora_r"] == 4
+    assert not (smoke_inputs / "outputs").exists()
 
 
 def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(monkeypatch, smoke_inputs):
@@ -81,17 +83,21 @@ def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(mon
 
     calls = []
 
-    def fake_run(argv, env, log_path):
-        calls.append((argv, env, log_path))
-        return 3
+    def fake_run(argv, env, log_path, **_):
+        calls.append((argv, env, log_path, (smoke_inputs / "outputs/smoke/pending/recipe.resolved.yml").read_text()))
+        return mathpal_train.launch.JobEnd(3, last_error="RuntimeError: the stand-in job failed")
 
     monkeypatch.setattr(mathpal_train.launch, "run_logged", fake_run)
     monkeypatch.setenv("LEARNING_RATE", "5e-4")
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     monkeypatch.delenv("COMET_START_ONLINE", raising=False)
-    result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0"])
+    result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0"], terminal_width=400)
     assert result.exit_code == 3, result.output
-    ((argv, env, log_path),) = calls
+    assert result.output.strip().splitlines()[-1] == (
+        "error: training failed (exit 3): RuntimeError: the stand-in job failed; its whole output: "
+        "outputs/smoke/logs/training.log"
+    )
+    ((argv, env, log_path, launched),) = calls
     assert Path(argv[0]).name == "accelerate"
     assert argv[1:] == [
         "launch",
@@ -106,12 +112,17 @@ def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(mon
         "no",
         "-m",
         "axolotl.cli.train",
-        "outputs/smoke/recipe.resolved.yml",
+        "outputs/smoke/pending/recipe.resolved.yml",
     ]
     assert env["AXOLOTL_DO_NOT_TRACK"] == "1"
     assert env["COMET_START_ONLINE"] == "0" and env["COMET_OFFLINE_DIRECTORY"] == "outputs/smoke/comet"
     assert log_path == Path("outputs/smoke/logs/training.log")
-    assert "learning_rate: 0.0005" in (smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text()
+    assert "learning_rate: 0.0005" in launched
+    # The job failed before training started: its recipe and record stay in pending/, saying so.
+    record = json.loads((smoke_inputs / "outputs/smoke/pending/mathpal_run.json").read_text())
+    assert record["status"] == "failed before training" and record["exit_code"] == 3
+    assert record["error"] == "RuntimeError: the stand-in job failed"
+    assert sorted(p.name for p in (smoke_inputs / "outputs/smoke").iterdir()) == ["pending"]
 
 
 @pytest.mark.parametrize(
@@ -136,9 +147,9 @@ def test_dry_run_argv_and_deepspeed_choice(gpus, deepspeed, expected_ds, launch,
         "no",
         "-m",
         "axolotl.cli.train",
-        "outputs/smoke/recipe.resolved.yml",
+        "outputs/smoke/pending/recipe.resolved.yml",
     ]
-    resolved = yaml.safe_load((smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text())
+    resolved = dry_run_recipe(result.output)
     if expected_ds:
         assert Path(resolved["deepspeed"]).name == expected_ds and Path(resolved["deepspeed"]).is_file()
     else:
@@ -156,7 +167,7 @@ def test_zero3_qlora_needs_bf16_storage_which_a_dotted_set_adds(smoke_inputs):
         app, [*args, "--set", "bnb_config_kwargs.bnb_4bit_quant_storage=bfloat16"], terminal_width=400
     )
     assert result.exit_code == 0, result.output
-    resolved = yaml.safe_load((smoke_inputs / "outputs/production/recipe.resolved.yml").read_text())
+    resolved = dry_run_recipe(result.output)
     assert resolved["bnb_config_kwargs"] == {
         "llm_int8_skip_modules": ["lm_head", "correction_coefs", "prediction_coefs", "modality_router"],
         "bnb_4bit_quant_storage": "bfloat16",
@@ -177,7 +188,7 @@ def test_quick_test_and_experiment_name_overrides(smoke_inputs):
         terminal_width=400,
     )
     assert result.exit_code == 0, result.output
-    resolved = yaml.safe_load((smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text())
+    resolved = dry_run_recipe(result.output)
     assert {
         k: resolved[k]
         for k in (
@@ -233,8 +244,7 @@ def test_secrets_in_the_environment_stay_out_of_the_resolved_recipe(smoke_inputs
     monkeypatch.setenv("HF_TOKEN", "hf_" + "s" * 34)
     result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0", "--dry-run"], terminal_width=400)
     assert result.exit_code == 0, result.output
-    text = (smoke_inputs / "outputs/smoke/recipe.resolved.yml").read_text()
-    assert "comet-secret-123" not in text and "hf_sss" not in text and "comet-secret-123" not in result.output
+    assert "comet-secret-123" not in result.output and "hf_sss" not in result.output
 
 
 @pytest.mark.parametrize(

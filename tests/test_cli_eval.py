@@ -205,7 +205,7 @@ def test_score_with_a_key_and_no_server_keeps_the_report_and_an_archive(in_tmp, 
         (
             ["eval", "--data", "p.jsonl", "--adapter", "nowhere"],
             '{"messages": [], "answer": "1"}\n',
-            "--adapter nowhere has no adapter_config.json",
+            "--adapter nowhere does not exist: pass a finished run's output_dir",
         ),
     ],
 )

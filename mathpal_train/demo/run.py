@@ -2,7 +2,9 @@
 
 The stages are the commands a user runs by hand (seed-qdrant, prepare-data, tiny-model,
 train, eval, ask), with their default paths, calling the same functions those commands call.
-The demo ends by asking the trained tutor the first problem of the test split.
+The demo ends by asking the trained tutor the first problem of the test split. As those
+commands, it keeps library noise off the terminal unless ``debug`` (training's whole output
+is in ``outputs/smoke/logs/training.log``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
 from evals.evaluate import EvalSettings, run_eval
 from evals.report import summary_items
 from mathpal_train.demo.points import seed_collection
-from mathpal_train.launch import plan_launch, prepare_job, prepare_run
+from mathpal_train.launch import plan_launch, prepare_run
 from mathpal_train.terminal import echo, library_noise, progress_display, stream_writer
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR, corpus_texts, write_tiny_model
 from mathpal_train.train_log import eval_loss_history
@@ -42,6 +44,7 @@ def run_demo(
     eval_limit: int | None = None,
     max_new_tokens: int = 160,
     recipe: Path = DEMO_RECIPE,
+    debug: bool = False,
 ) -> None:
     """Run every stage, print what each did, then the table of stage times and where the results are."""
     timings: list[tuple[str, float]] = []
@@ -49,14 +52,15 @@ def run_demo(
     def stage(name: str, work: Callable[[], Any]) -> Any:
         console.rule(f"[bold]{name}")
         started = time.perf_counter()
-        result = work()
+        with library_noise(debug):
+            result = work()
         timings.append((name, time.perf_counter() - started))
         return result
 
     stage("seed-qdrant", lambda: echo(console, seed_collection(DEFAULT_QDRANT_PATH, None, DEFAULT_COLLECTION)))
     stage("prepare-data", lambda: _prepare_data(console))
     stage("tiny-model", lambda: _tiny_model(console))
-    output_dir = stage("train", lambda: _train(console, recipe, max_steps))
+    output_dir = stage("train", lambda: _train(console, recipe, max_steps, debug))
     losses = eval_loss_history(output_dir)
     settings = EvalSettings(
         model=str(DEFAULT_TINY_MODEL_DIR),
@@ -93,15 +97,13 @@ def _tiny_model(console: Console) -> None:
     echo(console, f"Tiny Gemma-3n written to {path}")
 
 
-def _train(console: Console, recipe: Path, max_steps: int | None) -> Path:
-    run = prepare_run(recipe, plan_launch(0), [("max_steps", max_steps)] if max_steps else [], [])
-    echo(console, " ".join(run.argv))
-    env, notes = prepare_job(run)
-    echo(console, *(f"warning: {note}" for note in notes))
-    code, lines = run_training(run.argv, env, run.log_path, run.resolved)
-    if code != 0:
-        raise DemoError(f"training exited with status {code}: see the Axolotl log above")
-    echo(console, *lines)
+def _train(console: Console, recipe: Path, max_steps: int | None, debug: bool = False) -> Path:
+    run = prepare_run(recipe, plan_launch(0), [("max_steps", max_steps, "--max-steps")] if max_steps else [], [])
+    echo(console, " ".join(run.argv), f"log: {run.log_path}")
+    outcome = run_training(run, debug, note=lambda line: echo(console, f"warning: {line}"))
+    echo(console, *outcome.lines)
+    if outcome.code != 0:
+        raise DemoError(outcome.error or f"training exited with status {outcome.code}: see {run.log_path}")
     return run.output_dir
 
 
@@ -114,7 +116,6 @@ def _evaluate(console: Console, settings: EvalSettings) -> None:
 def _ask(console: Console, output_dir: Path, max_new_tokens: int) -> None:
     """`mathpal ask --adapter OUTPUT_DIR --file data/test.jsonl --limit 1`, streamed to the console."""
     questions = questions_from_file(DATA_DIR / "test.jsonl", limit=1)
-    with library_noise():
-        tutor = load_tutor(output_dir)
-        echo(console, f"tutor: {tutor.description}")
-        ask_all(tutor, questions, max_new_tokens, stream_writer(console), numbered=True)
+    tutor = load_tutor(output_dir)
+    echo(console, f"tutor: {tutor.description}")
+    ask_all(tutor, questions, max_new_tokens, stream_writer(console), numbered=True)

@@ -10,11 +10,12 @@ from mathpal_train.recipes import (
     QUICK_TEST_RECIPE,
     RESOLVED_RECIPE_NAME,
     load_recipe,
+    origins,
     parse_set,
     parse_value,
     quick_test_overrides,
     resolve_recipe,
-    write_resolved_recipe,
+    resolved_recipe_text,
 )
 
 
@@ -81,11 +82,25 @@ def test_resolved_recipe_round_trips(tmp_path):
         "lora_target_modules": r"model.layers.[\d]+.(mlp|self_attn).(q|v)_proj",
         "max_steps": 3,
     }
-    path = write_resolved_recipe(recipe, tmp_path / "out")
-    assert path == tmp_path / "out" / RESOLVED_RECIPE_NAME
-    assert yaml.safe_load(path.read_text()) == recipe
-    assert "accelerate launch -m axolotl.cli.train" in path.read_text().splitlines()[1]
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [RESOLVED_RECIPE_NAME]  # no temp file left
+    text = resolved_recipe_text(recipe, tmp_path / "out")
+    assert yaml.safe_load(text) == recipe
+    assert text.splitlines()[1] == f"# accelerate launch -m axolotl.cli.train {tmp_path / 'out' / RESOLVED_RECIPE_NAME}"
+
+
+def test_origins_name_the_variable_or_flag_as_the_user_wrote_it():
+    _, applied = resolve_recipe(
+        {"max_steps": 10},
+        {"BATCH_SIZE": "0", "LEARNING_RATE": "-1"},
+        [("max_steps", 0, "--max-steps"), *parse_set(["lora_r=abc", "bnb_config_kwargs.x=1"]), ("seed", 1)],
+    )
+    assert origins(applied) == {
+        "learning_rate": "LEARNING_RATE=-1",
+        "micro_batch_size": "BATCH_SIZE=0",
+        "max_steps": "--max-steps 0",
+        "lora_r": "--set lora_r=abc",
+        "bnb_config_kwargs": "--set bnb_config_kwargs.x=1",
+        "seed": "flag",
+    }
 
 
 def test_load_recipe_errors_name_the_file(tmp_path):
@@ -103,10 +118,10 @@ def test_load_recipe_errors_name_the_file(tmp_path):
 
 def test_quick_test_values_come_from_the_quick_test_recipe(tmp_path):
     recipe = load_recipe(QUICK_TEST_RECIPE)
-    assert quick_test_overrides() == [(key, recipe[key]) for key in QUICK_TEST_KEYS]
+    assert quick_test_overrides() == [(key, recipe[key], "--quick-test") for key in QUICK_TEST_KEYS]
     edited = tmp_path / "quick.yml"
     edited.write_text(QUICK_TEST_RECIPE.read_text().replace("max_steps: 20", "max_steps: 7"))
-    assert dict(quick_test_overrides(edited))["max_steps"] == 7
+    assert {key: value for key, value, _ in quick_test_overrides(edited)}["max_steps"] == 7
     edited.write_text("max_steps: 7\n")
     with pytest.raises(ValueError, match="lacks sequence_len"):
         quick_test_overrides(edited)

@@ -18,11 +18,23 @@ from mathpal_train.run_state import (
 )
 
 
-def adapter(folder, weights: bytes = b"w" * 64):
+def safetensors_bytes(value: float = 1.0) -> bytes:
+    """A real (tiny) safetensors file: one LoRA-shaped tensor."""
+    import torch
+    from safetensors.torch import save
+
+    return save({"base_model.model.lora_A.weight": torch.full((4, 8), value)})
+
+
+WHOLE = object()  # a whole safetensors file
+
+
+def adapter(folder, weights: bytes | None | object = WHOLE):
+    """An adapter folder: its config and weights (``WHOLE``, these bytes, or None for none)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text("{}")
     if weights is not None:
-        (folder / "adapter_model.safetensors").write_bytes(weights)
+        (folder / "adapter_model.safetensors").write_bytes(safetensors_bytes() if weights is WHOLE else weights)
     return folder
 
 
@@ -69,7 +81,7 @@ def test_a_finished_runs_adapter_is_trusted_and_an_overwritten_one_is_not(tmp_pa
     write_marker(out, 40, 40)
     assert json.loads((out / RUN_RECORD).read_text())["global_step"] == 40
     assert adapter_problem(out) is None
-    (out / "adapter_model.safetensors").write_bytes(b"saved on SIGINT by a later run")
+    (out / "adapter_model.safetensors").write_bytes(safetensors_bytes(2.0))  # saved on SIGINT by a later run
     assert "weights changed after the run finished at step 40" in adapter_problem(out)
 
 
@@ -77,6 +89,19 @@ def test_weightless_and_configless_folders_say_what_they_lack(tmp_path):
     assert "has no adapter_config.json" in adapter_problem(tmp_path)
     assert "no adapter weights (adapter_model.safetensors)" in adapter_problem(adapter(tmp_path / "a", weights=None))
     assert "no adapter weights" in adapter_problem(adapter(tmp_path / "b", weights=b""))
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.9, 0.999])
+def test_weights_cut_short_are_refused_even_with_allow_unfinished(keep, tmp_path):
+    """What a full disk or a kill during the save leaves: the file's first bytes."""
+    whole = safetensors_bytes()
+    run = adapter(tmp_path / "run", whole[: int(len(whole) * keep)])
+    write_marker(run, 5, 5)  # even a mark that matches these bytes does not make them loadable
+    for allow in (False, True):
+        problem = adapter_problem(run, allow_unfinished=allow)
+        assert problem.startswith(f"{run / 'adapter_model.safetensors'} is cut short (") and "\n" not in problem
+    assert adapter_problem(adapter(tmp_path / "whole", whole)) is None
+    assert "is not a safetensors file" in adapter_problem(adapter(tmp_path / "text", b"not weights at all"))
 
 
 def test_a_complete_checkpoint_can_be_graded_an_incomplete_one_not(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,20 +11,17 @@ from typer.testing import CliRunner
 
 from mathpal_cli import app
 from mathpal_train.validate import RecipeError, validate_recipe
+from tests.conftest import chat_example, write_recipe_inputs
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").glob("*.yml"))
 
 
 @pytest.fixture()
-def workdir(tmp_path, monkeypatch):
+def workdir(tmp_path, monkeypatch, tiny_model_dir):
     """A folder with what the recipes point at: data splits and the tiny model folder."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "data").mkdir()
-    for name, rows in (("train", 40), ("validation", 4)):
-        (tmp_path / "data" / f"{name}.jsonl").write_text('{"messages": []}\n' * rows)
-    (tmp_path / ".mathpal" / "tiny-gemma3n").mkdir(parents=True)
-    return tmp_path
+    return write_recipe_inputs(tmp_path, tiny_model_dir)
 
 
 def load(name: str) -> dict:
@@ -74,6 +72,106 @@ def test_bad_recipes_give_one_line_naming_the_key(change, message, workdir):
         validate_recipe(cfg, Path("mine.yml"))
     assert message in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).startswith("mine.yml: ")
+
+
+GOOD_ROW = json.dumps(chat_example(0), ensure_ascii=False)
+# Data files as a crash, a hand edit or another tool leaves them; each refused naming file and 1-based line.
+BAD_DATA = {
+    "cut mid-line": (
+        GOOD_ROW + "\n" + GOOD_ROW + "\n" + GOOD_ROW[:50],
+        "data/train.jsonl:3 is not valid JSON (the file ends inside it: cut off mid-line)",
+    ),
+    "not JSON": (GOOD_ROW + "\nLan có 5 quả táo\n" + GOOD_ROW + "\n", "data/train.jsonl:2 is not valid JSON"),
+    "empty": ("", "data/train.jsonl has no rows (the file is empty)"),
+    "blank lines only": ("\n\n", "data/train.jsonl has no rows"),
+    "no messages": (
+        GOOD_ROW + "\n" + json.dumps({"question": "Tính 2 + 3."}) + "\n",
+        "data/train.jsonl:2 has no 'messages' list of messages (missing)",
+    ),
+    "empty messages": ('{"messages": []}\n', "data/train.jsonl:1 has no 'messages' list of messages (list [])"),
+    "a list, not an object": ("[1, 2]\n", "data/train.jsonl:1 is a JSON list, not an object"),
+    "a message without role": (
+        '{"messages": [{"content": "hi"}]}\n',
+        "data/train.jsonl:1: messages[0] is not a {role, content} object",
+    ),
+    "a byte-order mark": ("\ufeff" + GOOD_ROW, "data/train.jsonl:1 is not valid JSON: re-export it"),  # not cut
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_every_data_line_is_checked_and_a_bad_one_named_by_file_and_line(case, workdir):
+    text, message = BAD_DATA[case]
+    (workdir / "data" / "train.jsonl").write_text(text, encoding="utf-8")
+    with pytest.raises(RecipeError) as err:
+        validate_recipe(load("smoke.yml"), Path("smoke.yml"))
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("smoke.yml: data/train.jsonl")
+    assert message in line, line
+    assert "re-export it with `mathpal prepare-data`" in line or "not an object" in line or "no rows" in line
+
+
+def test_a_bad_validation_line_is_named_too_and_binary_bytes_are_not_text(workdir):
+    (workdir / "data" / "validation.jsonl").write_bytes(GOOD_ROW.encode() + b"\n\x89PNG\xff\n")
+    with pytest.raises(RecipeError, match=r"data/validation.jsonl:2 is not UTF-8 text \(byte 0\)"):
+        validate_recipe(load("smoke.yml"), Path("smoke.yml"))
+
+
+def test_the_summary_counts_the_rows_it_read(workdir):
+    (workdir / "data" / "train.jsonl").write_text((GOOD_ROW + "\n\n") * 7, encoding="utf-8")
+    assert validate_recipe(load("smoke.yml"), Path("smoke.yml")).train_examples == 7
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda f: f.mkdir(), "has no config.json (an empty or unfinished folder)"),
+        (lambda f: (f.mkdir(), (f / "config.json").write_text("{}")), "has config.json but no weights"),
+        (lambda f: f.write_text("x"), "is a file, not a model folder"),
+    ],
+    ids=["empty folder", "config only", "a file"],
+)
+def test_a_base_model_folder_that_is_not_a_model_is_refused(make, message, workdir):
+    make(workdir / "model")
+    with pytest.raises(RecipeError) as err:
+        validate_recipe({**load("smoke.yml"), "base_model": "model"}, Path("smoke.yml"))
+    assert str(err.value).startswith(f"smoke.yml: base_model model {message}"), err.value
+
+
+@pytest.mark.parametrize(
+    "key, value, rule",
+    [
+        ("max_steps", 0, "a whole number of at least 1 (0 or less would train whole epochs"),
+        ("max_steps", -5, "a whole number of at least 1"),
+        ("micro_batch_size", 0, "a whole number of at least 1"),
+        ("gradient_accumulation_steps", 0, "a whole number of at least 1"),
+        ("gradient_accumulation_steps", 1.5, "a whole number of at least 1"),
+        ("learning_rate", -1, "a number above 0"),
+        ("learning_rate", 0, "a number above 0"),
+        ("learning_rate", float("nan"), "a number above 0"),
+        ("sequence_len", 0, "a whole number of at least 1"),
+        ("warmup_steps", -1, "a whole number of at least 0"),
+        ("eval_steps", 0, "a whole number of at least 1 (or a fraction of the run below 1)"),
+        ("num_epochs", 0, "a number above 0"),
+        ("micro_batch_size", True, "a whole number of at least 1"),
+    ],
+)
+def test_numbers_no_run_can_be_made_of_are_refused(key, value, rule, workdir):
+    with pytest.raises(RecipeError) as err:
+        validate_recipe({**load("smoke.yml"), key: value}, Path("smoke.yml"))
+    assert str(err.value) == f"smoke.yml: {key} is {value!r}; it must be {rule}" or str(err.value).startswith(
+        f"smoke.yml: {key} is {value!r}; it must be {rule}"
+    )
+
+
+def test_a_sequence_len_shorter_than_every_row_is_refused_and_a_partial_drop_is_a_note(workdir):
+    with pytest.raises(RecipeError, match=r"smoke.yml: sequence_len 8 is shorter than every training row \(the short"):
+        validate_recipe({**load("smoke.yml"), "sequence_len": 8}, Path("smoke.yml"))
+    long = chat_example(1)
+    long["messages"][2]["content"] *= 40
+    with (workdir / "data" / "train.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(long, ensure_ascii=False) + "\n")
+    summary = validate_recipe(load("smoke.yml"), Path("smoke.yml"))
+    assert summary.notes == ("1 of 41 training rows are longer than sequence_len 512: Axolotl drops them",)
 
 
 def test_zero3_qlora_needs_bf16_quant_storage(workdir):
