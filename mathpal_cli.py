@@ -25,7 +25,7 @@ from rich.console import Console
 
 from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
 from mathpal_train import launch
-from mathpal_train.terminal import echo
+from mathpal_train.terminal import echo, outlive_closed_pipe
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR
 
 app = typer.Typer(
@@ -34,8 +34,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = outlive_closed_pipe(Console())
+err_console = outlive_closed_pipe(Console(stderr=True))
 
 DEFAULT_DATA_DIR = Path("data")
 QdrantPath = Annotated[Path, typer.Option(help="Folder of the embedded Qdrant store.")]
@@ -321,6 +321,8 @@ def ask(
     try:
         if question is not None and file:
             raise ValueError("pass a question or --file, not both")
+        if question is not None and any("\udc80" <= c <= "\udcff" for c in question):  # undecodable argv bytes
+            raise ValueError("the question is not UTF-8 text: pass it as text")
         if question is not None and not question.strip():
             raise ValueError('the question is empty: ask something, e.g. mathpal ask --adapter RUN "Tính 12 + 30."')
         questions = [question] if question else tutor.questions_from_file(file, limit) if file else None

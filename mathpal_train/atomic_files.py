@@ -3,12 +3,15 @@
 Every output of MathPal (data splits, the tiny model, reports, resolved recipes)
 is produced in a temporary sibling and renamed into place: renames within one
 filesystem are atomic, so readers see the old version or the new one, never a mix.
+The result gets the permissions the umask allows (``open_to_umask``), as if written in
+place, and a full or read-only disk is one line naming the output (``WriteError``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +20,10 @@ from pathlib import Path
 
 # Errors that mean "this place cannot hold the output": worded as one line naming the path.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG, errno.EIO}
+
+
+# How a library that does its own I/O outside Python (safetensors, in Rust) reports an OS error.
+FOREIGN_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 class WriteError(ValueError):
@@ -35,6 +42,21 @@ def write_error(target: Path, err: OSError) -> WriteError:
     return WriteError(f"cannot write {target}: {reason} ({hint}); the previous version, if any, is kept")
 
 
+def disk_error(err: BaseException) -> OSError | None:
+    """``err`` as the OSError of a place that cannot hold the output (a full or read-only disk), else None.
+
+    Also when a library wrapped it: safetensors raises ``SafetensorError("… No space left on device
+    (os error 28)")``, which is no OSError.
+    """
+    if isinstance(err, OSError):
+        return err if err.errno in DISK_ERRNOS else None
+    found = FOREIGN_OS_ERROR.search(str(err))
+    if found and int(found.group(1)) in DISK_ERRNOS:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code))
+    return None
+
+
 def check_writable(target: Path) -> None:
     """Refuse, before any work, an output that could not be written: ``target`` (a file or a folder that is
     replaced as a whole) must be creatable in its parent folder, and replaceable when it exists."""
@@ -51,6 +73,44 @@ def check_writable(target: Path) -> None:
     except OSError as err:
         raise write_error(target, err) from None
     probe.close()
+
+
+def umask() -> int:
+    """This process's umask, read without changing it (Linux's /proc), else set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def open_to_umask(path: Path) -> None:
+    """Give ``path`` and everything in it the modes a plain ``mkdir`` or ``open`` would: 0777 (folders) or
+    0666 (files, keeping execute bits) less the umask. ``tempfile`` makes its folders 0700 and files 0600
+    whatever the umask, and some savers write through it: so a group that may read the outputs can."""
+    mask = umask()
+    path = Path(path)
+    entries = [(path, False)]
+    if path.is_dir() and not path.is_symlink():
+        for folder, folders, files in os.walk(path):
+            entries += [(Path(folder) / name, False) for name in folders]
+            entries += [(Path(folder) / name, True) for name in files]
+        entries[0] = (path, False)
+    else:
+        entries = [(path, True)]
+    for entry, is_file in entries:
+        try:
+            if entry.is_symlink():
+                continue
+            mode = 0o666 | (entry.stat().st_mode & 0o111) if is_file else 0o777
+            os.chmod(entry, mode & ~mask)
+        except OSError:  # not ours to change: leave it
+            pass
 
 
 def _pid_alive(pid: int) -> bool:
@@ -124,6 +184,7 @@ def staged_dir(target: Path) -> Iterator[Path]:
         raise write_error(target, err) from None
     try:
         yield staging
+        open_to_umask(staging)
         if not target.exists():
             os.replace(staging, target)
             return
@@ -135,13 +196,11 @@ def staged_dir(target: Path) -> Iterator[Path]:
             os.replace(retired, target)  # put the previous version back
             raise
         shutil.rmtree(retired, ignore_errors=True)
-    except OSError as err:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
-        if err.errno in DISK_ERRNOS:
-            raise write_error(target, err) from None
-        raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        disk = disk_error(err)
+        if disk is not None:
+            raise write_error(target, disk) from None
         raise
 
 
@@ -156,12 +215,12 @@ def write_text_atomic(target: Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.chmod(temp, 0o644)
+        os.chmod(temp, 0o666 & ~umask())
         os.replace(temp, target)
     except BaseException as err:
         if os.path.exists(temp):
             os.unlink(temp)
-        if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
-            raise write_error(target, err) from None
+        if disk_error(err) is not None:
+            raise write_error(target, disk_error(err)) from None
         raise
     return target

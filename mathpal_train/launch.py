@@ -50,6 +50,8 @@ STOP_SIGNALS = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, si
 # The job's last lines kept in memory, to name its error when it fails (the log may be on a full disk).
 TAIL_LINES = 200
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
+# The launcher's own errors, which only say that a worker failed: the worker's error is the one to name.
+LAUNCHER_ERRORS = ("subprocess.CalledProcessError", "torch.distributed.elastic.multiprocessing.errors.ChildFailedError")
 
 
 class LaunchError(ValueError):
@@ -309,9 +311,14 @@ def run_logged(
         code=128 + stops[0] if stops else code,
         stop=stops[0] if stops else None,
         log_problem=copy.log_problem,
-        last_error=next((line for line in reversed(copy.tail) if EXCEPTION_LINE.match(line)), None),
+        last_error=next((line for line in reversed(copy.tail) if _worker_error(line)), None),
         tail=list(copy.tail),
     )
+
+
+def _worker_error(line: str) -> bool:
+    """Whether ``line`` is an exception line of the job's own code, not of the launcher around it."""
+    return bool(EXCEPTION_LINE.match(line)) and not line.startswith(LAUNCHER_ERRORS)
 
 
 class _Copy:

@@ -285,7 +285,9 @@ def __getattr__(name: str):
         def load_datasets(self, cfg, preprocess: bool = False):
             keyed = key_prepared_data(cfg)
             if _is_local_main_process():
-                log.info(f"tokenised data: {keyed} (keyed on the data files and the tokenizer)")
+                earlier = keyed.is_dir() and any(p.is_dir() for p in keyed.iterdir())
+                how = "tokenised by an earlier run of the same files" if earlier else "tokenising now"
+                log.info(f"tokenised data: {keyed} ({how}; keyed on the data files and the tokenizer)")
             return None  # Axolotl loads them, from that cache or afresh
 
         def post_trainer_create(self, cfg, trainer) -> None:

@@ -64,12 +64,19 @@ class StageBars:
         self.progress.update(self.current, completed=done, rate=rate)
 
 
-def silence_stdout() -> None:
-    """Point file descriptor 1 at /dev/null: its reader is gone, and every later print (ours, rich's,
-    Python's flush at exit) must succeed silently rather than end the command with a BrokenPipeError."""
+def silence_stdout(fd: int = 1) -> None:
+    """Point file descriptor ``fd`` (stdout) at /dev/null: its reader is gone, and every later print (ours,
+    rich's, Python's flush at exit) must succeed silently rather than end the command."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
+    os.dup2(devnull, fd)
     os.close(devnull)
+
+
+def outlive_closed_pipe(console: Console) -> Console:
+    """Make ``console`` go silent when its reader goes away, instead of rich's default: exit with status 1,
+    which would end `mathpal train … | head` before its job even starts."""
+    console.on_broken_pipe = lambda: silence_stdout(2 if console.stderr else 1)  # type: ignore[method-assign]
+    return console
 
 
 def stream_writer(console: Console) -> Callable[[str], None]:

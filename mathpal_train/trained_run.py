@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mathpal_train import run_folder
+from mathpal_train.atomic_files import open_to_umask
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, resolved_recipe_text
 from mathpal_train.run_state import RUN_RECORD, adapter_problem, file_sha256, read_record, write_record
 from mathpal_train.training_data import local_datasets, prepared_path
@@ -305,7 +306,7 @@ def finish_record(output_dir: Path, end, log_path: Path) -> Outcome:
     status = ended_status(end)
     how = _how(status)
     failed = (
-        f"training failed (exit {end.code}): {end.last_error or 'see the log'}; its whole output: {log_path}"
+        f"training failed (exit {end.code}): {end.last_error or 'no error line'} (the job's whole output: {log_path})"
         if status["status"] == "failed"
         else None
     )
@@ -313,6 +314,7 @@ def finish_record(output_dir: Path, end, log_path: Path) -> Outcome:
     if pending is not None:
         line = f"{how} before training started: {output_dir} is as it was; this launch's record: {pending}"
         return Outcome(end.code, [line], failed)
+    open_to_umask(output_dir)  # savers that write through tempfile leave 0600 files (the adapter)
     record = read_record(output_dir)
     finished = end.code == 0 and record.get("finished") is True
     if end.code == 0:

@@ -164,7 +164,8 @@ def questions_from_stdin(stream: TextIO, prompt: Callable[[], None] | None = Non
         number += 1
         try:
             line = stream.readline()
-        except UnicodeDecodeError as err:
+            line.encode("utf-8")  # a POSIX locale reads undecodable bytes as lone surrogates instead of failing
+        except UnicodeError as err:
             raise ValueError(
                 f"standard input is not UTF-8 text (line {number}, byte {err.start}): pipe text, one question a line"
             ) from None

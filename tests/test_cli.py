@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,8 +95,8 @@ def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(mon
     result = runner.invoke(app, ["train", str(SMOKE), "--num-gpus", "0"], terminal_width=400)
     assert result.exit_code == 3, result.output
     assert result.output.strip().splitlines()[-1] == (
-        "error: training failed (exit 3): RuntimeError: the stand-in job failed; its whole output: "
-        "outputs/smoke/logs/training.log"
+        "error: training failed (exit 3): RuntimeError: the stand-in job failed (the job's whole output: "
+        "outputs/smoke/logs/training.log)"
     )
     ((argv, env, log_path, launched),) = calls
     assert Path(argv[0]).name == "accelerate"
@@ -278,3 +279,70 @@ def test_prepare_data_missing_collection_is_one_line_error(in_tmp):
     assert result.exit_code == 2
     assert "collection 'vector_exams' not found" in result.output
     assert not (in_tmp / "data").exists()
+
+
+GOOD = json.dumps({"messages": [{"role": "user", "content": "Tính 2 + 3."}, {"role": "assistant", "content": "5"}]})
+# Input that used to be refused after ~30 s as a 300-490-line traceback (or trained something else):
+# (environment, a change to make, the one line). The variable that gave a bad value is named.
+BAD_BEFORE_LAUNCH = {
+    "BATCH_SIZE=0": ({"BATCH_SIZE": "0"}, None, "BATCH_SIZE=0: micro_batch_size is 0; it must be a whole number"),
+    "GRADIENT_ACCUMULATION_STEPS=0": (
+        {"GRADIENT_ACCUMULATION_STEPS": "0"},
+        None,
+        "GRADIENT_ACCUMULATION_STEPS=0: gradient_accumulation_steps is 0; it must be a whole number of at least 1",
+    ),
+    "LEARNING_RATE=-1": ({"LEARNING_RATE": "-1"}, None, "LEARNING_RATE=-1: learning_rate is -1; it must be a number"),
+    "LEARNING_RATE=abc": ({"LEARNING_RATE": "abc"}, None, "LEARNING_RATE=abc: learning_rate is 'abc'; it must be a"),
+    "MAX_INPUT_TOKENS=8": (
+        {"MAX_INPUT_TOKENS": "8"},
+        None,
+        "MAX_INPUT_TOKENS=8: sequence_len 8 is shorter than every training row (the shortest has",
+    ),
+    "MAX_STEPS=0": ({"MAX_STEPS": "0"}, None, "MAX_STEPS=0: max_steps is 0; it must be a whole number of at least 1"),
+    "MAX_STEPS=-5": ({"MAX_STEPS": "-5"}, None, "MAX_STEPS=-5: max_steps is -5; it must be a whole number of at"),
+    "MODEL_ID=an empty folder": (
+        {"MODEL_ID": "empty-model"},
+        lambda d: (d / "empty-model").mkdir(),
+        "MODEL_ID=empty-model: base_model empty-model has no config.json (an empty or unfinished folder)",
+    ),
+    "train.jsonl cut mid-line": (
+        {},
+        lambda d: (d / "data" / "train.jsonl").write_text(GOOD + "\n" + GOOD[:30]),
+        "smoke.yml: data/train.jsonl:2 is not valid JSON (the file ends inside it: cut off mid-line)",
+    ),
+    "a non-JSON line": (
+        {},
+        lambda d: (d / "data" / "train.jsonl").write_text(GOOD + "\nnot json\n" + GOOD + "\n"),
+        "smoke.yml: data/train.jsonl:2 is not valid JSON: re-export it with `mathpal prepare-data`",
+    ),
+    "an empty train.jsonl": (
+        {},
+        lambda d: (d / "data" / "train.jsonl").write_text(""),
+        "smoke.yml: data/train.jsonl has no rows (the file is empty)",
+    ),
+    "a row without messages": (
+        {},
+        lambda d: (d / "data" / "train.jsonl").write_text(GOOD + "\n" + json.dumps({"question": "2 + 3?"}) + "\n"),
+        "smoke.yml: data/train.jsonl:2 has no 'messages' list of messages (missing)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BEFORE_LAUNCH))
+def test_bad_input_is_refused_before_launch_by_validate_and_train_and_a_finished_run_is_untouched(
+    case, smoke_inputs, trained_run_dir, monkeypatch
+):
+    env, change, message = BAD_BEFORE_LAUNCH[case]
+    if change:
+        change(smoke_inputs)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    finished = shutil.copytree(trained_run_dir, smoke_inputs / "outputs" / "smoke")
+    before = {str(p): p.read_bytes() for p in Path(finished).rglob("*") if p.is_file()}
+    for args in (["validate", str(SMOKE)], ["train", str(SMOKE), "--num-gpus", "0"]):
+        result = runner.invoke(app, args, terminal_width=400)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert lines[-1].startswith("error: ") and message in lines[-1], lines[-1]
+        assert "accelerate" not in result.output and "\n" not in lines[-1]
+    assert {str(p): p.read_bytes() for p in Path(finished).rglob("*") if p.is_file()} == before

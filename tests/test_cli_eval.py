@@ -217,3 +217,24 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, content, message,
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
     assert not (in_tmp / "reports").exists()
+
+
+def test_eval_refuses_an_adapter_on_another_base_model_than_it_names(trained_run_dir, tiny_model_dir, in_tmp):
+    """The check eval shares with ask and merge: PEFT would load the adapter on any model of its shape."""
+    import shutil
+
+    other = shutil.copytree(tiny_model_dir, in_tmp / "other-base")
+    split = write_jsonl(
+        in_tmp / "test.jsonl",
+        [json.loads(line) for line in (trained_run_dir.parents[1] / "data" / "test.jsonl").read_text().splitlines()],
+    )
+    args = ["eval", "--adapter", str(trained_run_dir), "--data", str(split), "--model", str(other), "--no-comet"]
+    result = runner.invoke(app, args, terminal_width=400)
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: --adapter {trained_run_dir} was trained on {tiny_model_dir}, not {other}: pass --model "
+        f"{tiny_model_dir}, or --allow-other-base if {other} is a copy of it"
+    )
+    assert not (in_tmp / "reports").exists()
+    allowed = runner.invoke(app, [*args, "--allow-other-base", "--limit", "1", "--max-new-tokens", "2"])
+    assert allowed.exit_code == 0, allowed.output

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mathpal_train.comet import read_offline_assets
+from tests.conftest import write_recipe_inputs
 from tests.test_cli_eval import score_rows, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,12 +117,9 @@ def test_score_and_eval_refuse_a_read_only_report_folder_before_grading(work):
     assert predictions.is_file() and list((work / "reports").iterdir()) == []
 
 
-def test_train_refuses_a_read_only_output_folder_before_launching(work):
+def test_train_refuses_a_read_only_output_folder_before_launching(work, tiny_model_dir):
     (work / "outputs").mkdir()
-    (work / "data").mkdir()
-    for name in ("train", "validation"):
-        (work / "data" / f"{name}.jsonl").write_text('{"messages": []}\n')
-    (work / ".mathpal" / "tiny-gemma3n").mkdir(parents=True)
+    write_recipe_inputs(work, tiny_model_dir)
     script = f"{read_only('outputs')} && exec {MATHPAL} train {REPO / 'recipes' / 'smoke.yml'} --num-gpus 0"
     result = in_namespace(script, work)
     assert result.returncode == 2
@@ -226,3 +224,24 @@ def test_prepare_data_artifact_with_an_unreachable_comet_keeps_the_export_and_an
     manifest = json.loads((work / "data" / "manifest.json").read_text())
     assert read_offline_assets(archive)["manifest.json"][1] == (work / "data" / "manifest.json").read_bytes()
     assert manifest["counts"]["kept"] > 0
+
+
+def test_merge_and_tiny_model_on_a_full_disk_are_one_line_and_leave_nothing(work, trained_run_dir):
+    """The model files no longer fit (a 300 KiB tmpfs): safetensors' own I/O error becomes the one line."""
+    (work / "data").mkdir()
+    row = {"messages": [{"role": "user", "content": "Tính 2 + 3."}, {"role": "assistant", "content": "Đáp số: 5"}]}
+    (work / "data" / "train.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n" * 2, encoding="utf-8")
+    (work / "disk").mkdir()
+    script = f"mount -t tmpfs -o size=300k tmpfs disk && {MATHPAL} tiny-model --out disk/tiny; echo tiny=$?; "
+    script += (
+        f"{MATHPAL} merge {shlex.quote(str(trained_run_dir))} --out disk/merged; echo merge=$?; ls -A disk > ls.txt"
+    )
+    result = in_namespace(script, work)
+    assert "tiny=2" in result.stdout and "merge=2" in result.stdout, result.stdout + result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors == [
+        f"error: cannot write disk/{name}: No space left on device (free some space); the previous version, if any, "
+        "is kept"
+        for name in ("tiny", "merged")
+    ]
+    assert (work / "ls.txt").read_text().split() == []  # no staging folder left

@@ -284,3 +284,12 @@ def test_seed_qdrant_errors_are_one_line(in_tmp, sample_store):
     result = runner.invoke(app, ["seed-qdrant", "--qdrant-url", f"localhost:{port}"], terminal_width=400)
     assert f"Qdrant server http://localhost:{port} is unreachable" in error_line(result)
     assert visible(in_tmp) == []
+
+
+def test_the_export_is_readable_as_the_umask_allows(in_tmp, sample_store):
+    """A group-readable umask gives a group-readable export (tempfile alone would make it 0700)."""
+    script = f"umask 027 && exec {sys.executable} -m mathpal_cli prepare-data --qdrant-path {sample_store} --out data"
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, cwd=in_tmp, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert os.stat(in_tmp / "data").st_mode & 0o777 == 0o750
+    assert {os.stat(p).st_mode & 0o777 for p in (in_tmp / "data").iterdir()} == {0o640}

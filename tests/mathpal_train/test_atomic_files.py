@@ -183,3 +183,39 @@ def test_a_stale_previous_version_beside_a_present_output_is_removed(tmp_path):
     atomic_files.sweep_killed(tmp_path / "data")
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
     assert snapshot(tmp_path / "data") == {"new.txt": b"new"}
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+def mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.mark.parametrize("mask, folder, file", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640), (0o077, 0o700, 0o600)])
+def test_outputs_get_the_permissions_the_umask_allows(mask, folder, file, tmp_path):
+    """tempfile makes 0700 folders and 0600 files whatever the umask; the outputs get what open() would give."""
+    import tempfile
+
+    previous = os.umask(mask)
+    try:
+        assert atomic_files.umask() == mask
+        with staged_dir(tmp_path / "out") as staging:
+            (staging / "sub").mkdir(mode=0o700)
+            fd, saved = tempfile.mkstemp(dir=staging / "sub")  # a saver that writes through tempfile
+            os.close(fd)
+        write_text_atomic(tmp_path / "note.txt", "x")
+    finally:
+        os.umask(previous)
+    out = tmp_path / "out"
+    assert (mode(out), mode(out / "sub")) == (folder, folder)
+    assert mode(out / "sub" / os.path.basename(saved)) == file and mode(tmp_path / "note.txt") == file
+
+
+def test_disk_errors_wrapped_by_a_library_are_recognised():
+    from safetensors import SafetensorError
+
+    wrapped = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert atomic_files.disk_error(wrapped).strerror == "No space left on device"
+    assert atomic_files.disk_error(ValueError("bad value (os error 2)")) is None  # ENOENT is no disk problem
+    assert atomic_files.disk_error(OSError(28, "full")).errno == 28

@@ -21,7 +21,7 @@ import pytest
 
 from benchmarks.train_multi_gpu import processes_with
 from mathpal_train.comet import ARTIFACT_METADATA, read_offline_assets, read_offline_key, read_offline_others
-from mathpal_train.run_state import adapter_problem, checkpoint_state, checkpoints, read_marker
+from mathpal_train.run_state import adapter_problem, checkpoint_state, checkpoints, read_marker, read_record
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -172,12 +172,12 @@ def test_the_recipes_speed_plugin_loads_and_its_fused_loss_trains_and_evaluates(
     """
     outputs, _, log = resumed_run
     both_runs = (outputs / "logs" / "training.log").read_text(errors="replace")
-    for text in (log, both_runs):
-        assert "Plugin loaded successfully: mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin" in text
-        assert "Gemma3nSpeedPlugin: Gemma3nForCausalLM trains with the fused loss (logits=None)" in text
-        assert "Gemma-3n fused loss ran on the torch path (train)" in text
-        assert "Gemma-3n fused loss ran on the torch path (eval)" in text
-        assert "fused loss ran on the liger path" not in text
+    assert both_runs.count("Plugin loaded successfully: mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin") == 2
+    assert "Gemma3nSpeedPlugin: Gemma3nForCausalLM trains with the fused loss (logits=None)" in both_runs
+    assert "Gemma-3n fused loss ran on the torch path (train)" in both_runs
+    assert "Gemma-3n fused loss ran on the torch path (eval)" in both_runs
+    assert "fused loss ran on the liger path" not in both_runs
+    assert "Plugin loaded successfully" not in log  # the terminal shows the losses, the log everything
 
 
 # --------------------------------------------------------------------------- stops: SIGTERM, SIGINT, a killed save
@@ -243,29 +243,45 @@ def stops(workdir):
         cli(*STOP_ARGS, "--max-steps", str(last + 5)), cwd=workdir, capture_output=True, text=True, timeout=600
     )
     finished = {"rerun": rerun, "last": last, "marker": read_marker(outputs), "problem": adapter_problem(outputs)}
+    term["record"] = read_record(outputs)
     interrupt = stop_after_checkpoint(workdir, signal.SIGINT, after_step=last + 5)
     interrupt["adapter_problem"] = adapter_problem(outputs)
+    interrupt["record"] = read_record(outputs)
     evaluated = subprocess.run(
         cli("eval", "--adapter", "outputs/stop", "--limit", "1", "--no-comet"),
         cwd=workdir,
         capture_output=True,
         text=True,
     )
-    return term, finished, interrupt, evaluated
+    interrupt["asked"] = subprocess.run(
+        cli("ask", "--adapter", "outputs/stop", "Tính 2 + 3."), cwd=workdir, capture_output=True, text=True
+    )
+    interrupt["merged"] = subprocess.run(cli("merge", "outputs/stop"), cwd=workdir, capture_output=True, text=True)
+    interrupt["merged_dir"] = (outputs / "merged").exists()
+    hangup = stop_after_checkpoint(
+        workdir, signal.SIGHUP, after_step=max(step for step, path in checkpoints(outputs) if checkpoint_state(path))
+    )
+    hangup["record"] = read_record(outputs)
+    return term, finished, interrupt, evaluated, hangup
 
 
 def test_sigterm_stops_the_whole_job_with_143_and_keeps_the_last_checkpoint(stops):
-    term, _, _, _ = stops
+    term, _, _, _, _ = stops
     assert term["code"] == 128 + signal.SIGTERM, term["output"][-3000:]
     assert term["seconds"] < 30
     assert term["left"] == []  # no rank left training, holding the GPU
     assert term["checkpoints"], "a complete checkpoint stays usable"
     # SIGTERM saves nothing into output_dir: eval refuses the folder (no weights), and would refuse any there
     assert "no adapter weights" in term["adapter_problem"]
+    assert (term["record"]["status"], term["record"]["signal"], term["record"]["exit_code"]) == (
+        "stopped",
+        "SIGTERM",
+        143,
+    )
 
 
 def test_a_half_saved_checkpoint_is_moved_aside_and_the_run_resumes_from_the_last_complete_one(stops, workdir):
-    _, finished, _, _ = stops
+    _, finished, _, _, _ = stops
     rerun, last = finished["rerun"], finished["last"]
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert (
@@ -278,11 +294,26 @@ def test_a_half_saved_checkpoint_is_moved_aside_and_the_run_resumes_from_the_las
 
 
 def test_sigint_saves_stops_with_130_and_the_saved_weights_are_not_taken_for_a_finished_adapter(stops):
-    _, _, interrupt, evaluated = stops
+    _, _, interrupt, evaluated, _ = stops
     assert interrupt["code"] == 128 + signal.SIGINT, interrupt["output"][-3000:]
     assert interrupt["seconds"] < 30 and interrupt["left"] == []
     assert "was not marked finished" in interrupt["adapter_problem"]
-    assert evaluated.returncode == 2
-    lines = [line for line in evaluated.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: --adapter outputs/stop is a training run that was not marked finished")
-    assert "--allow-unfinished" in lines[-1]
+    assert (interrupt["record"]["status"], interrupt["record"]["signal"]) == ("stopped", "SIGINT")
+    for result, prefix in ((evaluated, "--adapter "), (interrupt["asked"], "--adapter "), (interrupt["merged"], "")):
+        assert result.returncode == 2
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert lines[-1].startswith(f"error: {prefix}outputs/stop is a training run that was not marked finished")
+        assert "--allow-unfinished" in lines[-1]
+    assert not interrupt["merged_dir"]  # merge wrote nothing from the interrupted weights
+
+
+def test_sighup_stops_the_job_like_sigterm_with_129_and_records_it(stops):
+    """A closed terminal (SIGHUP to `mathpal train`): the job stops as for SIGTERM, and the record says so."""
+    _, _, _, _, hangup = stops
+    assert hangup["code"] == 128 + signal.SIGHUP, hangup["output"][-3000:]
+    assert hangup["seconds"] < 30 and hangup["left"] == []
+    assert (hangup["record"]["status"], hangup["record"]["signal"], hangup["record"]["exit_code"]) == (
+        "stopped",
+        "SIGHUP",
+        129,
+    )

@@ -123,7 +123,7 @@ def test_a_failed_job_logs_nothing_and_each_launch_is_its_own_experiment(recipe,
     out = tmp_path / "out"
     code, lines, error = run_training(job(recipe, trained_run_dir, 4))
     assert (code, lines) == (4, [f"run record: {out / RUN_RECORD} (failed (exit 4))"])
-    assert error == f"training failed (exit 4): see the log; its whole output: {out / 'logs' / 'training.log'}"
+    assert error == f"training failed (exit 4): no error line (the job's whole output: {out / 'logs' / 'training.log'})"
     first = read_record(out)
     assert (first["status"], first["exit_code"]) == ("failed", 4) and not (out / "comet").exists()
     code, _, _ = run_training(job(recipe, trained_run_dir, 0))

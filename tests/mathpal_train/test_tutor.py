@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -101,11 +105,66 @@ def test_cli_asks_an_argument_a_file_and_stdin(trained_run_dir, tiny_model_dir, 
     assert piped.output.count("final answer: ") == 2 and "[2] Tính 5 x 6." in piped.output
 
 
+@pytest.fixture()
+def run_copy(trained_run_dir, tmp_path):
+    """A finished run's folder of our own, to break."""
+    return Path(shutil.copytree(trained_run_dir, tmp_path / "run"))
+
+
+def one_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_ask_takes_only_an_adapter_eval_would_take(run_copy, tiny_model_dir, tmp_path):
+    """The check eval, ask and merge share: finished mark, whole weights, the base model it names."""
+    ask = ["ask", "--max-new-tokens", "2", "--adapter", str(run_copy)]
+    record = json.loads((run_copy / "mathpal_run.json").read_text())
+    interrupted = {k: v for k, v in record.items() if k not in ("finished", "adapter_sha256")}
+    (run_copy / "mathpal_run.json").write_text(json.dumps(interrupted))
+    error = one_error(runner.invoke(app, [*ask, "Tính 2 + 3."], terminal_width=400))
+    assert error.startswith(f"error: --adapter {run_copy} is a training run that was not marked finished")
+    assert runner.invoke(app, [*ask, "--allow-unfinished", "Tính 2 + 3."]).exit_code == 0
+    (run_copy / "mathpal_run.json").write_text(json.dumps(record))
+    other = Path(shutil.copytree(tiny_model_dir, tmp_path / "other-base"))
+    error = one_error(runner.invoke(app, [*ask, "--model", str(other), "Tính 2 + 3."], terminal_width=400))
+    assert error == (
+        f"error: --adapter {run_copy} was trained on {tiny_model_dir}, not {other}: pass --model {tiny_model_dir}, "
+        f"or --allow-other-base if {other} is a copy of it"
+    )
+    ok = runner.invoke(app, [*ask, "--model", str(other), "--allow-other-base", "Tính 2 + 3."], terminal_width=400)
+    assert ok.exit_code == 0 and ok.output.startswith(f"tutor: base {other} + adapter"), ok.output
+    weights = run_copy / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # a save cut short by a full disk
+    error = one_error(runner.invoke(app, [*ask, "Tính 2 + 3."], terminal_width=400))
+    assert error.startswith(f"error: --adapter {weights} is cut short (")
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_an_empty_question_is_refused(question, trained_run_dir):
+    result = runner.invoke(app, ["ask", "--adapter", str(trained_run_dir), question], terminal_width=400)
+    assert one_error(result).startswith("error: the question is empty: ask something")
+
+
+def test_binary_stdin_and_empty_stdin_are_one_line(trained_run_dir, tmp_path):
+    ask = [sys.executable, "-m", "mathpal_cli", "ask", "--adapter", str(trained_run_dir), "--max-new-tokens", "2"]
+    binary = subprocess.run(ask, input=b"\x89PNG\r\n\x1a\n\xff\xfe", capture_output=True, timeout=300)
+    empty = subprocess.run(ask, input=b"", capture_output=True, timeout=300)
+    for result, message in (
+        (binary, "error: standard input is not UTF-8 text (line 1, byte 0): pipe text, one question a line"),
+        (empty, "error: no question on standard input: pass one as an argument, with --file, or one a line on stdin"),
+    ):
+        assert result.returncode == 2 and b"Traceback" not in result.stderr, result.stderr[-2000:]
+        assert result.stderr.decode().strip().splitlines()[-1] == message
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["Hỏi?"], "pass --adapter OUTPUT_DIR (a finished training run) or --model MERGED_DIR"),
-        (["--adapter", "nowhere", "Hỏi?"], "nowhere does not exist: pass a finished run's output_dir"),
+        (["--adapter", "nowhere", "Hỏi?"], "--adapter nowhere does not exist: pass a finished run's output_dir"),
         (["--model", "nowhere", "Hỏi?"], "--model nowhere is not a model folder"),
         (["--adapter", ".", "--file", "missing.txt"], "--file missing.txt does not exist"),
     ],
