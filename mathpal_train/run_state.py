@@ -13,8 +13,9 @@ leaves something behind that looks more finished than it is:
   to the end does, with the sha256 of the adapter it saved; ``adapter_problem`` trusts an
   adapter folder only when that mark matches its weights, and its weights are whole.
 
-``RunStatePlugin`` also keys the tokenised data on its content (``key_prepared_data``) and
-puts a launch's pending record in place when it starts training (``mathpal_train.run_folder``).
+``RunStatePlugin`` also keys the tokenised data on its content
+(``mathpal_train.training_data.key_prepared_data``) and puts a launch's pending record in
+place when it starts training (``mathpal_train.run_folder``).
 
 A checkpoint is complete when its ``trainer_state.json`` parses: the Hugging Face trainer
 writes it after the weights, the optimizer and the RNG state.
@@ -222,31 +223,6 @@ def _is_main_process(cfg) -> bool:
     return int(os.environ.get("RANK", cfg.local_rank or 0) or 0) == 0
 
 
-class DataChanged(RuntimeError):
-    """The data or tokenizer changed between ``mathpal train``'s check and the job's read of them."""
-
-
-def key_prepared_data(cfg) -> Path:
-    """Point ``cfg.dataset_prepared_path`` at the tokenised cache of exactly these data files and this
-    tokenizer (``mathpal_train.training_data.prepared_path``), and return it.
-
-    A launch by ``mathpal train`` recorded the key it computed; a different one here means a file
-    changed in between (a re-export during start-up): refused, since the record would name other data.
-    """
-    from mathpal_train.run_folder import read_pending
-    from mathpal_train.training_data import prepared_path
-
-    keyed = prepared_path(cfg)
-    recorded = ((read_pending(Path(cfg.output_dir)) or {}).get("dataset") or {}).get("prepared_path")
-    if recorded and recorded != os.path.abspath(keyed):
-        raise DataChanged(
-            f"the training data or tokenizer changed after `mathpal train` checked them (tokenised data "
-            f"{keyed.name}, recorded {Path(recorded).name}): rerun `mathpal train`"
-        )
-    cfg.dataset_prepared_path = str(keyed)
-    return keyed
-
-
 def _is_local_main_process() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
 
@@ -283,6 +259,8 @@ def __getattr__(name: str):
             self.loop_ended_at: float | None = None
 
         def load_datasets(self, cfg, preprocess: bool = False):
+            from mathpal_train.training_data import key_prepared_data
+
             keyed = key_prepared_data(cfg)
             if _is_local_main_process():
                 earlier = keyed.is_dir() and any(p.is_dir() for p in keyed.iterdir())

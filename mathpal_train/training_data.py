@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,10 @@ TOKENIZER_FILES = (
     "chat_template.json",
 )
 FIX = "re-export it with `mathpal prepare-data`"
+
+
+class DataChanged(RuntimeError):
+    """The data or tokenizer changed between ``mathpal train``'s check and the job's read of them."""
 
 
 class DataError(ValueError):
@@ -184,3 +189,24 @@ def prepared_path(cfg: dict[str, Any], files: list[DataFile] | None = None) -> P
     if KEYED_FOLDER.match(base.name):
         base = base.parent
     return base / f"{PREPARED_PREFIX}{data_key(cfg, files)[:16]}"
+
+
+def key_prepared_data(cfg) -> Path:
+    """Point ``cfg.dataset_prepared_path`` at the tokenised cache of exactly these data files and this
+    tokenizer (``prepared_path``), and return it: ``RunStatePlugin`` calls it in the job, before Axolotl
+    loads the datasets.
+
+    A launch by ``mathpal train`` recorded the key it computed; a different one here means a file
+    changed in between (a re-export during start-up): refused, since the record would name other data.
+    """
+    from mathpal_train.run_folder import read_pending
+
+    keyed = prepared_path(cfg)
+    recorded = ((read_pending(Path(cfg.output_dir)) or {}).get("dataset") or {}).get("prepared_path")
+    if recorded and recorded != os.path.abspath(keyed):
+        raise DataChanged(
+            f"the training data or tokenizer changed after `mathpal train` checked them (tokenised data "
+            f"{keyed.name}, recorded {Path(recorded).name}): rerun `mathpal train`"
+        )
+    cfg.dataset_prepared_path = str(keyed)
+    return keyed
