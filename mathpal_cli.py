@@ -269,7 +269,7 @@ def train(
         if experiment_name:
             flags.append(("comet_experiment_config", {"name": experiment_name}, "--experiment-name"))
         with library_noise(debug):
-            run = launch.prepare_run(recipe, plan, flags, set_)
+            run = launch.prepare_run(recipe, plan, flags, set_, check_folder=not dry_run)
             memory, warning = memory_lines(run.resolved, plan.processes)
     except ValueError as err:  # LaunchError, RecipeError, a bad recipe file or --set
         raise fail(str(err)) from None

@@ -205,10 +205,15 @@ def resolve(recipe: Path, sets: list[str], flags: list[tuple], env: dict[str, st
     return resolve_recipe(base, dict(os.environ if env is None else env), [*flags, *parse_set(sets)])
 
 
-def prepare_run(recipe: Path, plan: LaunchPlan, flags: list[tuple], sets: list[str]) -> PreparedRun:
+def prepare_run(
+    recipe: Path, plan: LaunchPlan, flags: list[tuple], sets: list[str], check_folder: bool = True
+) -> PreparedRun:
     """Resolve the overrides, validate everything and build the argv, writing nothing: every refusal
     (``ValueError``: a bad file, a bad override, a ``RecipeError``) and a dry run leave every folder
-    as it was. The recipe gets ``RUN_STATE_PLUGIN`` when it lacks it (an override like any other)."""
+    as it was. The recipe gets ``RUN_STATE_PLUGIN`` when it lacks it (an override like any other).
+    ``check_folder`` (not for a dry run) also refuses an output folder that cannot take the run now:
+    not writable, or held by a live run."""
+    from mathpal_train.run_folder import check_free
     from mathpal_train.validate import validate_recipe
 
     if plan.deepspeed is not None:
@@ -221,6 +226,8 @@ def prepare_run(recipe: Path, plan: LaunchPlan, flags: list[tuple], sets: list[s
         resolved["plugins"] = [*plugins, RUN_STATE_PLUGIN]
         applied.append(("plugins", resolved["plugins"], "mathpal train (the run record)"))
     summary = validate_recipe(resolved, recipe, max(plan.gpus, 1) * plan.num_machines, origins(applied))
+    if check_folder and not plan.machine_rank:
+        check_free(Path(resolved["output_dir"]))
     launched = Path(resolved["output_dir"]) / PENDING_DIR / RESOLVED_RECIPE_NAME
     return PreparedRun(build_launch_argv(launched, plan), resolved, applied, summary, plan)
 

@@ -42,6 +42,24 @@ class FolderInUse(ValueError):
     """Another launch holds the folder; the message is one line naming it."""
 
 
+def check_free(output_dir: Path) -> None:
+    """Refuse, before anything is printed or written, a folder that cannot take a launch now: one that
+    cannot be written, or one held by a live launch (``lock`` takes it for real, later)."""
+    output_dir = Path(output_dir)
+    check_writable(output_dir / RESOLVED_RECIPE_NAME)
+    if not output_dir.is_dir():
+        return
+    fd = os.open(output_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise FolderInUse(busy_line(output_dir)) from None
+        raise
+    finally:
+        os.close(fd)  # closing drops the probe's lock
+
+
 @contextmanager
 def lock(output_dir: Path) -> Iterator[int]:
     """Hold ``output_dir`` for one launch; yields the lock's file descriptor, for the job to inherit.

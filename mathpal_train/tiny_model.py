@@ -236,10 +236,10 @@ def write_tiny_model(
 
 def corpus_texts(data_dir: Path) -> list[str]:
     """Every message of ``data_dir/train.jsonl``: the text the tiny tokenizer is trained on."""
+    from mathpal_train.training_data import read_data_file
+
     train = Path(data_dir) / "train.jsonl"
     if not train.is_file():
         raise ValueError(f"{train} does not exist: run `mathpal prepare-data` first")
-    texts = []
-    for line in train.read_text(encoding="utf-8").splitlines():
-        texts.extend(m["content"] for m in json.loads(line)["messages"])
-    return texts
+    rows = read_data_file("datasets", 0, {"path": str(train), "type": "chat_template"}).contents
+    return [content for row in rows for content in row]

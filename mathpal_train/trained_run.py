@@ -28,13 +28,16 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mathpal_train import run_folder
 from mathpal_train.atomic_files import open_to_umask
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, resolved_recipe_text
 from mathpal_train.run_state import RUN_RECORD, adapter_problem, file_sha256, read_record, write_record
 from mathpal_train.training_data import local_datasets, prepared_path
+
+if TYPE_CHECKING:
+    from mathpal_train.launch import JobEnd, PreparedRun
 
 
 @dataclass(frozen=True)
@@ -252,8 +255,8 @@ class Outcome(NamedTuple):
     error: str | None = None
 
 
-def run_training(run, debug: bool = False, note: Callable[[str], None] = print) -> Outcome:
-    """Launch a prepared run (``mathpal_train.launch.PreparedRun``) in its folder and record how it ended.
+def run_training(run: PreparedRun, debug: bool = False, note: Callable[[str], None] = print) -> Outcome:
+    """Launch a prepared run in its folder and record how it ended.
 
     The folder is held for the whole job (``run_folder.lock``: a second launch into it is refused
     in one line); the recipe and record go to ``pending/`` until the run trains. After a success
@@ -264,8 +267,7 @@ def run_training(run, debug: bool = False, note: Callable[[str], None] = print) 
     from mathpal_train.train_log import terminal_line
 
     output_dir = run.output_dir
-    plan = getattr(run, "plan", None)
-    first_machine = plan is None or not plan.machine_rank  # the other machines of a run share its folder
+    first_machine = run.plan is None or not run.plan.machine_rank  # the other machines of a run share its folder
     with run_folder.lock(output_dir) if first_machine else nullcontext(None) as held:
         env, notes = prepare_job(run, debug)
         for line in notes:
@@ -283,7 +285,7 @@ def run_training(run, debug: bool = False, note: Callable[[str], None] = print) 
         return finish_record(output_dir, end, run.log_path)
 
 
-def ended_status(end) -> dict[str, Any]:
+def ended_status(end: JobEnd) -> dict[str, Any]:
     """How a job ended, for the record: stopped with its signal, failed with its exit code, or exit 0."""
     status: dict[str, Any] = {"exit_code": end.code}
     if end.stop is not None or end.code > 128 and end.code - 128 in signal.valid_signals():
@@ -297,7 +299,7 @@ def ended_status(end) -> dict[str, Any]:
     return status
 
 
-def finish_record(output_dir: Path, end, log_path: Path) -> Outcome:
+def finish_record(output_dir: Path, end: JobEnd, log_path: Path) -> Outcome:
     """Write how the job ended into the record it ran under, and say it in a few lines.
 
     A launch that never reached training has its own record in ``pending/`` (the folder's
@@ -325,8 +327,8 @@ def finish_record(output_dir: Path, end, log_path: Path) -> Outcome:
         return Outcome(end.code, lines, failed)
     if not finished:
         lines.append(
-            f"warning: {output_dir} was not marked finished: its recipe lacks "
-            "mathpal_train.run_state.RunStatePlugin, so no model artifact is logged"
+            f"warning: {output_dir} was not marked finished (mathpal_train.run_state.RunStatePlugin found no "
+            "adapter saved after the training loop), so no model artifact is logged"
         )
     elif record.get("comet") and (output_dir / "adapter_config.json").is_file():
         from mathpal_train.model_artifact import log_model_artifact

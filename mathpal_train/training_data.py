@@ -14,8 +14,8 @@ reuses its cache. ``RunStatePlugin`` applies it inside the job (so a run launche
 is keyed too), and ``mathpal train`` records the same key.
 
 ``read_data_file`` is the check before launch: every line parses as a JSON object with a
-non-empty ``messages`` list, each problem named by file and 1-based line, which Axolotl,
-which reads the files as one Arrow table, cannot do.
+``messages`` list of ``{role, content}`` objects, each problem named by file and 1-based
+line, which Axolotl, which reads the files as one Arrow table, cannot do.
 """
 
 from __future__ import annotations
@@ -68,7 +68,12 @@ class DataFile:
     path: Path
     rows: int
     sha256: str
-    texts: tuple[str, ...]  # each row's message contents joined: what sequence_len must hold
+    contents: tuple[tuple[str, ...], ...]  # each row's message contents, in order
+
+    @property
+    def texts(self) -> list[str]:
+        """Each row's message contents joined: what ``sequence_len`` must hold."""
+        return ["\n".join(row) for row in self.contents]
 
 
 def local_datasets(cfg: dict[str, Any]) -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -101,19 +106,22 @@ def read_data_file(group: str, index: int, entry: dict[str, Any]) -> DataFile:
         raise DataError(f"{path} cannot be read: {err.strerror or err}") from None
     field = str(entry.get("field_messages") or "messages")
     chat = entry.get("type") in (None, "chat_template") and str(path).endswith(JSON_SUFFIXES)
-    texts: list[str] = []
+    contents: list[tuple[str, ...]] = []
     lines = raw.split(b"\n")
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        texts.append(_row_text(path, number, line, field, chat, last=number == len(lines)))
-    if not texts:
+        contents.append(_row_contents(path, number, line, field, chat, last=number == len(lines)))
+    if not contents:
         raise DataError(f"{path} has no rows (the file is empty): {FIX}, or point {group}[{index}] at another file")
-    return DataFile(group, index, path, len(texts), hashlib.sha256(raw).hexdigest(), tuple(texts))
+    return DataFile(group, index, path, len(contents), hashlib.sha256(raw).hexdigest(), tuple(contents))
 
 
-def _row_text(path: Path, number: int, line: bytes, field: str, chat: bool, last: bool) -> str:
-    """The message contents of one line, joined; a ``DataError`` naming ``path:number`` when it is unusable."""
+def _row_contents(path: Path, number: int, line: bytes, field: str, chat: bool, last: bool) -> tuple[str, ...]:
+    """The message contents of one line; a ``DataError`` naming ``path:number`` when it is unusable.
+
+    An empty ``messages`` list passes: the row trains nothing and Axolotl drops it.
+    """
     where = f"{path}:{number}"
     try:
         text = line.decode("utf-8")
@@ -128,9 +136,9 @@ def _row_text(path: Path, number: int, line: bytes, field: str, chat: bool, last
     if not isinstance(row, dict):
         raise DataError(f"{where} is a JSON {type(row).__name__}, not an object: write one object a line")
     if not chat:
-        return ""
+        return ()
     messages = row.get(field)
-    if not isinstance(messages, list) or not messages:
+    if not isinstance(messages, list):
         got = "missing" if messages is None else f"{type(messages).__name__} {messages!r}"[:60]
         raise DataError(f"{where} has no '{field}' list of messages ({got}): {FIX}")
     parts = []
@@ -139,7 +147,7 @@ def _row_text(path: Path, number: int, line: bytes, field: str, chat: bool, last
             raise DataError(f"{where}: {field}[{i}] is not a {{role, content}} object: {FIX}")
         content = message["content"]
         parts.append(content if isinstance(content, str) else json.dumps(content, ensure_ascii=False))
-    return "\n".join(parts)
+    return tuple(parts)
 
 
 def read_data_files(cfg: dict[str, Any]) -> list[DataFile]:

@@ -257,7 +257,7 @@ def check_lengths(
     drops them all. Counted with the run's tokenizer when it is on this machine (the message contents
     alone: the chat template adds a few tokens more); returns a note when some rows will be dropped."""
     limit = cfg.get("sequence_len")
-    train = [text for f in files if f.group == "datasets" for text in f.texts]
+    train = [text for f in files if f.group == "datasets" for text in f.texts if text]
     if not isinstance(limit, int) or not train:
         return []
     tokenizer = local_tokenizer(tokenizer_source(cfg))

@@ -230,7 +230,8 @@ def test_merge_and_tiny_model_on_a_full_disk_are_one_line_and_leave_nothing(work
     """The model files no longer fit (a 300 KiB tmpfs): safetensors' own I/O error becomes the one line."""
     (work / "data").mkdir()
     row = {"messages": [{"role": "user", "content": "Tính 2 + 3."}, {"role": "assistant", "content": "Đáp số: 5"}]}
-    (work / "data" / "train.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n" * 2, encoding="utf-8")
+    text = json.dumps(row, ensure_ascii=False) + "\n\n"  # a blank line too: skipped, as Axolotl skips it
+    (work / "data" / "train.jsonl").write_text(text, encoding="utf-8")
     (work / "disk").mkdir()
     script = f"mount -t tmpfs -o size=300k tmpfs disk && {MATHPAL} tiny-model --out disk/tiny; echo tiny=$?; "
     script += (

@@ -179,7 +179,7 @@ def crossed(two_exports, workdir):
 def test_a_second_train_into_a_live_runs_folder_is_refused_in_one_line(crossed, workdir):
     first, output, second, seconds = crossed
     assert first.returncode == 0, output[-3000:]
-    assert second.returncode == 2 and seconds < 60
+    assert second.returncode == 2 and seconds < 60 and second.stdout == ""  # refused before printing anything
     assert last_error(second.stderr) == (
         f"error: outputs/crossed is in use by a `mathpal train` that is still running (pid {first.pid}, started "
         f"{read_record(workdir / 'outputs' / 'crossed')['started_at']}): wait for it to end, or train into another "

@@ -235,6 +235,7 @@ def stops(workdir):
     term = stop_after_checkpoint(workdir, signal.SIGTERM, after_step=0)
     term["checkpoints"] = [step for step, path in checkpoints(outputs) if checkpoint_state(path)]
     term["adapter_problem"] = adapter_problem(outputs)
+    term["record"] = read_record(outputs)
     last = term["checkpoints"][-1]
     half_saved = outputs / f"checkpoint-{last + 5}"  # what a kill during the next save leaves
     half_saved.mkdir()
@@ -243,7 +244,6 @@ def stops(workdir):
         cli(*STOP_ARGS, "--max-steps", str(last + 5)), cwd=workdir, capture_output=True, text=True, timeout=600
     )
     finished = {"rerun": rerun, "last": last, "marker": read_marker(outputs), "problem": adapter_problem(outputs)}
-    term["record"] = read_record(outputs)
     interrupt = stop_after_checkpoint(workdir, signal.SIGINT, after_step=last + 5)
     interrupt["adapter_problem"] = adapter_problem(outputs)
     interrupt["record"] = read_record(outputs)

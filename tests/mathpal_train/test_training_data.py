@@ -32,7 +32,7 @@ def recipe(tmp_path, tiny_model_dir, monkeypatch):
 def test_the_files_are_read_whole_with_their_rows_and_hash(recipe, tmp_path):
     train, validation = read_data_files(recipe)
     assert (train.group, train.rows, validation.group, validation.rows) == ("datasets", 6, "test_datasets", 2)
-    assert train.texts[0].startswith(chat_example(0)["messages"][0]["content"])
+    assert train.contents[0] == tuple(m["content"] for m in chat_example(0)["messages"])
     (tmp_path / "data" / "train.jsonl").write_text('{"messages": [{"role": "user"}]}\n')
     with pytest.raises(DataError, match=r"data/train.jsonl:1: messages\[0\] is not a \{role, content\} object"):
         read_data_files(recipe)

@@ -88,7 +88,7 @@ BAD_DATA = {
         GOOD_ROW + "\n" + json.dumps({"question": "Tính 2 + 3."}) + "\n",
         "data/train.jsonl:2 has no 'messages' list of messages (missing)",
     ),
-    "empty messages": ('{"messages": []}\n', "data/train.jsonl:1 has no 'messages' list of messages (list [])"),
+    "messages not a list": ('{"messages": "hi"}\n', "data/train.jsonl:1 has no 'messages' list of messages (str 'hi')"),
     "a list, not an object": ("[1, 2]\n", "data/train.jsonl:1 is a JSON list, not an object"),
     "a message without role": (
         '{"messages": [{"content": "hi"}]}\n',
