@@ -65,3 +65,24 @@ def test_cli_refuses_a_folder_without_an_adapter(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().startswith("error: ") and "has no adapter_config.json" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_merge_takes_only_an_adapter_eval_would_take_and_writes_nothing_otherwise(trained_run_dir, tmp_path):
+    """The check merge shares with eval and ask: finished mark, whole weights, the base model it names."""
+    import shutil
+
+    run = shutil.copytree(trained_run_dir, tmp_path / "run")
+    weights = run / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])  # a save cut short
+    result = runner.invoke(app, ["merge", str(run)], terminal_width=400)
+    assert result.exit_code == 2 and result.output.startswith(f"error: {weights} is cut short (")
+    shutil.copy(trained_run_dir / "adapter_model.safetensors", weights)
+    other = tmp_path / "other-base"
+    other.mkdir()
+    result = runner.invoke(app, ["merge", str(run), "--model", str(other)], terminal_width=400)
+    assert (
+        result.exit_code == 2
+        and f"was trained on {json.loads((run / 'mathpal_run.json').read_text())['base_model']}, not {other}"
+        in result.output
+    )
+    assert not (run / "merged").exists()
