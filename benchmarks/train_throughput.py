@@ -615,9 +615,15 @@ def unsloth_argv(work: Path, model_dir: Path, micro_batch: int, steps: int, warm
 
 
 def unsloth_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The peer's environment: no usage statistics sent, telemetry off, nothing fetched from a hub."""
+    """The peer's environment: no usage statistics sent, telemetry off, nothing fetched from a hub.
+
+    ``UNSLOTH_PYTHONPATH``, when set, goes first on the peer's ``PYTHONPATH`` only: Unsloth and
+    the versions it pins (torchao, cut-cross-entropy) installed apart, never seen by Axolotl's rows.
+    """
     env = dict(os.environ if base is None else base)
     env.update({"UNSLOTH_DISABLE_STATISTICS": "1", "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"})
+    if env.get("UNSLOTH_PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env["UNSLOTH_PYTHONPATH"], env.get("PYTHONPATH")) if p)
     return env
 
 

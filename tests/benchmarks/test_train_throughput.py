@@ -154,6 +154,9 @@ def test_unsloth_peer_runs_in_its_own_process_without_statistics(tmp_path):
     assert argv[argv.index("--micro-batch") + 1] == "16" and argv[argv.index("--model-dir") + 1] == str(tmp_path / "m")
     env = unsloth_env({"PATH": "/bin"})
     assert env["UNSLOTH_DISABLE_STATISTICS"] == "1" and env["HF_HUB_OFFLINE"] == "1" and env["PATH"] == "/bin"
+    assert "PYTHONPATH" not in env
+    apart = unsloth_env({"PYTHONPATH": "/site", "UNSLOTH_PYTHONPATH": "/uns"})
+    assert apart["PYTHONPATH"] == "/uns:/site"  # the peer's own installation first, for the peer only
     import benchmarks.unsloth_peer  # noqa: F401 - importing the module must not import Unsloth
 
     assert "unsloth" not in sys.modules
