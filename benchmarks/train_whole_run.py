@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tolerance", type=float, default=0.01, help="largest relative loss difference allowed")
     parser.add_argument("--problems", type=int, default=4000)
     parser.add_argument("--skip-after", action="store_true", help="do not run eval, ask and merge")
+    parser.add_argument("--no-kill", action="store_true", help="run the shipped recipe once, without the kill")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--log-dir", type=Path)
     args = parser.parse_args(argv)
@@ -168,14 +169,15 @@ def main(argv: list[str] | None = None) -> None:
     fast_argv = whole_run_argv(model_dir, fast_out, args, [])
     marker = fast_out / f"checkpoint-{args.save_steps}" / "trainer_state.json"
     started = time.perf_counter()
-    killed = run(fast_argv, work, log_dir / "shipped-killed.log", stop_when=marker, stop_signal=signal.SIGKILL)
+    stop_when = None if args.no_kill else marker
+    killed = run(fast_argv, work, log_dir / "shipped-killed.log", stop_when=stop_when, stop_signal=signal.SIGKILL)
     left = wait_gone(str(fast_out))  # the rerun must not meet a job still writing there
-    rerun = run(fast_argv, work, log_dir / "shipped-rerun.log")
+    rerun = killed if args.no_kill else run(fast_argv, work, log_dir / "shipped-rerun.log")
     resumed = [line for line in rerun.log.splitlines() if "resum" in line.lower() and "checkpoint-" in line]
     fast = loss_curve(fast_out, args.steps)
     summary["runs"].append(
         {
-            "run": "shipped (killed after its first checkpoint, then rerun)",
+            "run": "shipped" if args.no_kill else "shipped (killed after its first checkpoint, then rerun)",
             "killed": killed.stopped,
             "left_running_after_kill": left,
             "time_to_first_step_s": killed.first_step_s,
