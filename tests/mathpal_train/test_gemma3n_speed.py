@@ -372,10 +372,10 @@ def test_compile_layers_is_a_no_op_on_the_cpu(lora_model):
     assert not any(is_compiled(layer) for layer in decoder_layers(lora_model))
 
 
-def test_compiled_layers_run_through_the_compiler_with_the_eager_loss_and_grads(lora_model):
-    """With a counting backend standing in for inductor: every layer is compiled in place (names and
-    parameters unchanged), a training step goes through the compiler, and its loss and gradients
-    equal the eager ones (the backend runs the traced graph as is)."""
+def test_compiled_layers_compile_the_training_forward_only(lora_model):
+    """With a counting backend standing in for inductor: a training step compiles (and its loss and
+    gradients equal eager ones: the backend runs the traced graph as is); evaluation under no_grad,
+    and a train-mode forward without grad, never reach the compiler, so they cost no compile."""
     import torch._dynamo
 
     traced = []
@@ -385,19 +385,28 @@ def test_compiled_layers_run_through_the_compiler_with_the_eager_loss_and_grads(
         return graph_module.forward
 
     torch._dynamo.reset()
-    names = [n for n, _ in lora_model.named_parameters()]
     ref_loss, ref_grads, _ = loss_and_grads(lora_model, padded_batch())
     try:
         assert compile_decoder_layers(lora_model, "cuda", backend=counting_backend) == 4
         compile_decoder_layers(lora_model, "cuda", backend=counting_backend)  # idempotent
         assert all(is_compiled(layer) for layer in decoder_layers(lora_model))
-        assert [n for n, _ in lora_model.named_parameters()] == names
+        assert {n for n, _ in lora_model.named_parameters()} == set(ref_grads) | {
+            n for n, p in lora_model.named_parameters() if not p.requires_grad
+        }
+        lora_model.eval()
+        with torch.no_grad():
+            lora_model(**padded_batch())
+        lora_model.train()
+        with torch.no_grad():
+            lora_model(**padded_batch())
+        assert traced == []
         compiled_loss, grads, _ = loss_and_grads(lora_model, padded_batch())
         assert traced, "the training forward did not go through the compiler"
         assert abs(compiled_loss.item() - ref_loss.item()) <= RTOL * abs(ref_loss.item())
         for name, ref in ref_grads.items():
             assert (grads[name] - ref).norm() <= RTOL * ref.norm(), name
     finally:
+        lora_model.train()
         for layer in decoder_layers(lora_model):
             uncompile(layer)
         torch._dynamo.reset()

@@ -24,7 +24,8 @@ pytestmark = [
 
 VOCAB = 2048
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# bf16: Liger soft-caps in fp32 inside its kernel, the torch path in bf16 as the unfused head does.
+# bf16 tensors straight into the loss: Liger soft-caps in fp32 inside its kernel, the torch path in
+# bf16 as the unfused head does (passed at this tolerance on an H200).
 BF16_RTOL = 2e-2
 
 
@@ -36,10 +37,14 @@ def unpatched():
 
 
 def lora_model(dtype: torch.dtype):
-    """The tiny Gemma-3n on the GPU with LoRA on the recipes' projections (B random: every gradient non-zero)."""
-    model = build_tiny_model(tiny_text_config(vocab_size=VOCAB), seed=1).to("cuda", dtype)
+    """The tiny Gemma-3n on the GPU with LoRA on the recipes' projections (B random: every gradient non-zero).
+
+    Built the same way (same seed) for every dtype, so an fp32 and a bf16 model hold the same weights.
+    """
+    model = build_tiny_model(tiny_text_config(vocab_size=VOCAB), seed=1)
     config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=LORA_TARGETS, init_lora_weights=False)
-    peft_model = get_peft_model(model, config)
+    torch.manual_seed(2)  # LoRA's own random init
+    peft_model = get_peft_model(model, config).to("cuda", dtype)
     peft_model.train()
     return peft_model
 
@@ -66,12 +71,26 @@ def loss_and_grads(model, inputs: dict) -> tuple[float, dict[str, torch.Tensor]]
     return out.loss.item(), grads
 
 
-def assert_close(got: tuple[float, dict], want: tuple[float, dict], rtol: float) -> None:
-    assert abs(got[0] - want[0]) <= rtol * abs(want[0]), (got[0], want[0])
-    assert set(got[1]) == set(want[1])
-    for name, ref in want[1].items():
-        assert ref.norm() > 0, name
-        assert (got[1][name] - ref).norm() <= rtol * ref.norm(), name
+def error(got: tuple[float, dict], truth: tuple[float, dict]) -> tuple[float, float]:
+    """(relative loss error, largest relative gradient error over the LoRA matrices) against ``truth``."""
+    assert set(got[1]) == set(truth[1])
+    grads = max(float((got[1][n] - ref).norm() / ref.norm()) for n, ref in truth[1].items())
+    return abs(got[0] - truth[0]) / abs(truth[0]), grads
+
+
+def truth() -> tuple[float, dict]:
+    """Loss and LoRA gradients of the fp32 model through the exact torch path: what bf16 runs are judged by."""
+    patch.patch_gemma3n(patch.FusedLossSettings(impl="torch"))
+    return loss_and_grads(lora_model(torch.float32), batch())
+
+
+def assert_no_worse_than_eager_bf16(fast: tuple[float, dict], eager: tuple[float, dict], exact: tuple[float, dict]):
+    """bf16 rounding alone moves a tiny random model's deepest LoRA gradients by tens of percent (seen on an
+    H200: 37 % between two bf16 paths), so a bf16 path is held to the eager bf16 path's own distance from
+    the fp32 truth, not to a fixed tolerance."""
+    fast_err, eager_err = error(fast, exact), error(eager, exact)
+    assert fast_err[0] <= 2 * eager_err[0] + 1e-3, (fast_err, eager_err)
+    assert fast_err[1] <= 2 * eager_err[1] + 1e-3, (fast_err, eager_err)
 
 
 @pytest.mark.parametrize("num_items", [None, 900])
@@ -94,25 +113,23 @@ def test_liger_loss_and_hidden_gradient_equal_the_torch_path(num_items):
     assert (liger_grad - exact_grad).norm() <= BF16_RTOL * exact_grad.norm()
 
 
-def test_liger_path_lora_gradients_equal_the_torch_path_in_bf16():
-    model = lora_model(torch.bfloat16)
-    inputs = batch()
-    patch.patch_gemma3n(patch.FusedLossSettings(impl="torch"))
-    exact = loss_and_grads(model, inputs)
+def test_liger_path_lora_gradients_are_as_exact_as_the_torch_path_in_bf16():
+    exact = truth()
+    model, inputs = lora_model(torch.bfloat16), batch()
+    eager = loss_and_grads(model, inputs)  # the torch path, bf16
     patch.patch_gemma3n(patch.FusedLossSettings(impl="auto"))  # auto is liger on CUDA when installed
     before = loss.CALLS[("liger", "train")]
     liger = loss_and_grads(model, inputs)
     assert loss.CALLS[("liger", "train")] == before + 1, "the Liger path did not run"
-    assert_close(liger, exact, BF16_RTOL)
+    assert_no_worse_than_eager_bf16(liger, eager, exact)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_compiled_layers_give_the_eager_loss_and_lora_gradients(dtype):
     import torch._dynamo
 
-    model = lora_model(dtype)
-    inputs = batch()
-    patch.patch_gemma3n(patch.FusedLossSettings(impl="torch"))
+    exact = truth()
+    model, inputs = lora_model(dtype), batch()
     eager = loss_and_grads(model, inputs)
     torch._dynamo.reset()
     try:
@@ -127,7 +144,10 @@ def test_compiled_layers_give_the_eager_loss_and_lora_gradients(dtype):
             uncompile(layer)
         torch._dynamo.reset()
     assert not any(is_compiled(layer) for layer in decoder_layers(model))
-    rtol = 1e-3 if dtype == torch.float32 else BF16_RTOL
     for run in compiled:
-        assert_close(run, eager, rtol)
-    assert abs(eval_loss - eager[0]) <= rtol * abs(eager[0])
+        if dtype == torch.float32:
+            loss_err, grad_err = error(run, eager)
+            assert loss_err <= 1e-4 and grad_err <= 1e-3, (loss_err, grad_err)
+        else:
+            assert_no_worse_than_eager_bf16(run, eager, exact)
+    assert abs(eval_loss - eager[0]) <= 1e-3 * abs(eager[0])
