@@ -14,6 +14,7 @@ import sys
 # Axolotl sends telemetry unless told not to; set before anything imports it.
 os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,7 @@ import typer
 from rich.console import Console
 
 from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
+from evals.generate import DECODINGS
 from mathpal_train import launch
 from mathpal_train.terminal import echo
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR
@@ -41,6 +43,7 @@ Sets = Annotated[list[str], typer.Option("--set", help="Override any recipe key:
 NoComet = Annotated[bool, typer.Option("--no-comet", help="Do not log to CometML.")]
 ReportDir = Annotated[Path | None, typer.Option(help="Report folder (default reports/<run>).")]
 Debug = Annotated[bool, typer.Option(help="Also show the libraries' log messages and warnings.")]
+Decoding = Enum("Decoding", {name: name for name in DECODINGS}, type=str)  # typer's choices, from evals.generate
 
 
 def fail(message: str) -> typer.Exit:
@@ -326,6 +329,10 @@ def eval_(
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N problems.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generate call (see docs/performance.md).")] = 32,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 256,
+    decoding: Annotated[
+        Decoding,
+        typer.Option(help="generate: one generate call a batch; continuous: a finished answer frees its slot at once."),
+    ] = Decoding.generate,
     report_dir: ReportDir = None,
     no_comet: NoComet = False,
     allow_unfinished: Annotated[
@@ -345,6 +352,7 @@ def eval_(
         limit=limit,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        decoding=decoding.value,
         report_dir=report_dir,
         comet=not no_comet,
         allow_unfinished=allow_unfinished,

@@ -97,12 +97,14 @@ def generate_batch(
     max_new_tokens: int,
     min_new_tokens: int = 0,
     streamer: Any = None,
+    lengths: Sequence[int] | None = None,
 ) -> list[Generation]:
     """Greedy answers for one batch of conversations.
 
     ``min_new_tokens`` (benchmarks only) holds back the stop tokens until that many tokens are
-    out, so every batch size does the same work. A transformers ``streamer`` (batches of one)
-    gets the text as it is generated (``mathpal ask``).
+    out, so every batch size does the same work; ``lengths`` (benchmarks only) makes answer i
+    exactly ``lengths[i]`` tokens, the batch running until its longest ends. A transformers
+    ``streamer`` (batches of one) gets the text as it is generated (``mathpal ask``).
     """
     import torch
 
@@ -120,9 +122,28 @@ def generate_batch(
             use_cache=True,
             **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
             **({"streamer": streamer} if streamer is not None else {}),
+            **({"logits_processor": [exact_lengths(lengths, inputs["input_ids"].shape[1], stops)]} if lengths else {}),
         )
     new = output[:, inputs["input_ids"].shape[1] :]
     return [finished(tokenizer, row, stops) for row in new.tolist()]
+
+
+def exact_lengths(lengths: Sequence[int], prompt_width: int, stops: list[int]):
+    """A logits processor that ends answer i after exactly ``lengths[i]`` tokens: stop tokens held
+    back before, the first stop token forced then (benchmarks: a realistic spread of lengths)."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class ExactLengths(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            step = input_ids.shape[1] - prompt_width
+            ending = torch.tensor([step >= n for n in lengths], device=scores.device)
+            scores[:, stops] = float("-inf")
+            scores[ending] = float("-inf")
+            scores[ending, stops[0]] = 0.0
+            return scores
+
+    return ExactLengths()
 
 
 def continuous_batch(
@@ -193,13 +214,15 @@ def generate_answers(
     on_batch: Callable[[int], None] | None = None,
     min_new_tokens: int = 0,
     decoding: Decoding = "generate",
+    lengths: Sequence[int] | None = None,
 ) -> list[Generation]:
     """Answers for every example, in order, ``batch_size`` prompts per ``generate`` call.
 
     Prompts are sorted by length inside the run so each batch pads little, then
     put back in the input order. With ``decoding="continuous"`` each group of
     ``batch_size`` questions goes to continuous batching instead (slots refilled as
-    answers end); ``min_new_tokens`` is for the ``generate`` path only.
+    answers end); ``min_new_tokens`` is for the ``generate`` path only. ``lengths``
+    (benchmarks only): example i's answer is exactly ``lengths[i]`` tokens.
     """
     if decoding not in DECODINGS:
         raise ValueError(f"decoding {decoding!r}: use one of {', '.join(DECODINGS)}")
@@ -208,10 +231,11 @@ def generate_answers(
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         conversations = [prompt_messages(examples[i]) for i in chunk]
+        wanted = [lengths[i] for i in chunk] if lengths is not None else None
         if decoding == "continuous":
-            outputs = continuous_batch(model, tokenizer, conversations, max_new_tokens)
+            outputs = continuous_batch(model, tokenizer, conversations, max_new_tokens, lengths=wanted)
         else:
-            outputs = generate_batch(model, tokenizer, conversations, max_new_tokens, min_new_tokens)
+            outputs = generate_batch(model, tokenizer, conversations, max_new_tokens, min_new_tokens, lengths=wanted)
         results.update(zip(chunk, outputs))
         if on_batch:
             on_batch(len(chunk))

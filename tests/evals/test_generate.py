@@ -87,10 +87,16 @@ def test_continuous_batching_decodes_through_the_adapter(tiny_model_dir, trained
     assert [g.token_ids for g in base] != [g.token_ids for g in tuned]
 
 
-def test_continuous_answers_have_the_lengths_asked_for(tiny_model_dir, chat_examples):
+def test_both_decodings_give_answers_of_the_lengths_asked_for_with_the_same_tokens(tiny_model_dir, chat_examples):
+    """The benchmarks' spread of answer lengths: each answer exactly its length, whichever path decodes it."""
     tokenizer, model = load_model(str(tiny_model_dir))
-    answers = continuous_batch(model, tokenizer, mixed_conversations(chat_examples), 64, lengths=[3, 9, 1, 14, 6, 2])
-    assert [a.new_tokens for a in answers] == [3, 9, 1, 14, 6, 2]
+    lengths = [3, 9, 1, 14, 6, 2]
+    conversations = mixed_conversations(chat_examples)
+    fast = continuous_batch(model, tokenizer, conversations, 15, lengths=lengths)
+    eager = generate_batch(model, tokenizer, conversations, 15, lengths=lengths)  # room for the forced stop
+    assert [a.new_tokens for a in fast] == lengths == [a.new_tokens for a in eager]
+    assert [a.token_ids for a in fast] == [a.token_ids for a in eager]
+    assert not any(a.hit_limit for a in eager)  # ended by the forced stop token, not the limit
 
 
 def test_generate_answers_takes_either_decoding_and_refuses_others(tiny_model_dir, chat_examples):
