@@ -152,9 +152,13 @@ def continuous_batch(
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int,
     lengths: Sequence[int] | None = None,
+    slots: int | None = None,
+    on_answer: Callable[[], None] | None = None,
 ) -> list[Generation]:
     """Greedy answers for all ``conversations`` through transformers' continuous batching.
 
+    At most ``slots`` answers are decoded at once (None: as many as the cache holds); each
+    finished answer's slot goes to the next question, and ``on_answer`` is called.
     ``lengths`` (benchmarks only): answer i is exactly ``lengths[i]`` tokens (stop tokens
     ignored), to give the batch a realistic spread of answer lengths. A PEFT model decodes
     through its base model, whose layers carry the adapter. Raises ``RuntimeError`` when a
@@ -170,12 +174,15 @@ def continuous_batch(
     limits = list(lengths) if lengths is not None else [max_new_tokens] * len(prompts)
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cuda = inner.device.type == "cuda"
-    cache = None
+    cache = ContinuousBatchingConfig(max_requests_per_batch=slots)
     if not cuda:  # sized to the work: transformers would size it from GPU memory
         blocks = sum(math.ceil((len(p) + n) / CPU_CACHE_BLOCK) for p, n in zip(prompts, limits, strict=True))
         layers = inner.config.get_text_config().num_hidden_layers  # at most one cache group a layer
         cache = ContinuousBatchingConfig(
-            block_size=CPU_CACHE_BLOCK, num_blocks=layers * blocks, max_batch_tokens=CPU_BATCH_TOKENS
+            block_size=CPU_CACHE_BLOCK,
+            num_blocks=layers * blocks,
+            max_batch_tokens=CPU_BATCH_TOKENS,
+            max_requests_per_batch=slots,
         )
     config = GenerationConfig(
         max_new_tokens=max(limits), do_sample=False, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id
@@ -202,6 +209,8 @@ def continuous_batch(
                 raise RuntimeError(f"continuous batching failed on question {result.request_id}: {result.error}")
             if result.is_finished():
                 results[result.request_id] = result
+                if on_answer:
+                    on_answer()
     return [finished(tokenizer, results[f"q{i}"].generated_tokens, stops) for i in range(len(prompts))]
 
 
@@ -219,23 +228,31 @@ def generate_answers(
     """Answers for every example, in order, ``batch_size`` prompts per ``generate`` call.
 
     Prompts are sorted by length inside the run so each batch pads little, then
-    put back in the input order. With ``decoding="continuous"`` each group of
-    ``batch_size`` questions goes to continuous batching instead (slots refilled as
-    answers end); ``min_new_tokens`` is for the ``generate`` path only. ``lengths``
-    (benchmarks only): example i's answer is exactly ``lengths[i]`` tokens.
+    put back in the input order. With ``decoding="continuous"`` all questions go to
+    continuous batching at once, ``batch_size`` of them decoded at a time, a finished
+    answer's slot refilled at once; ``min_new_tokens`` is for the ``generate`` path only.
+    ``lengths`` (benchmarks only): example i's answer is exactly ``lengths[i]`` tokens.
     """
     if decoding not in DECODINGS:
         raise ValueError(f"decoding {decoding!r}: use one of {', '.join(DECODINGS)}")
+    if decoding == "continuous":
+        conversations = [prompt_messages(e) for e in examples]
+        return continuous_batch(
+            model,
+            tokenizer,
+            conversations,
+            max_new_tokens,
+            lengths=lengths,
+            slots=batch_size,
+            on_answer=(lambda: on_batch(1)) if on_batch else None,
+        )
     order = sorted(range(len(examples)), key=lambda i: sum(len(m["content"]) for m in prompt_messages(examples[i])))
     results: dict[int, Generation] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         conversations = [prompt_messages(examples[i]) for i in chunk]
         wanted = [lengths[i] for i in chunk] if lengths is not None else None
-        if decoding == "continuous":
-            outputs = continuous_batch(model, tokenizer, conversations, max_new_tokens, lengths=wanted)
-        else:
-            outputs = generate_batch(model, tokenizer, conversations, max_new_tokens, min_new_tokens, lengths=wanted)
+        outputs = generate_batch(model, tokenizer, conversations, max_new_tokens, min_new_tokens, lengths=wanted)
         results.update(zip(chunk, outputs))
         if on_batch:
             on_batch(len(chunk))

@@ -103,7 +103,11 @@ def test_generate_answers_takes_either_decoding_and_refuses_others(tiny_model_di
     tokenizer, model = load_model(str(tiny_model_dir))
     examples = chat_examples[:5]
     eager = generate_answers(model, tokenizer, examples, batch_size=2, max_new_tokens=6)
-    fast = generate_answers(model, tokenizer, examples, batch_size=2, max_new_tokens=6, decoding="continuous")
+    done = []
+    fast = generate_answers(
+        model, tokenizer, examples, batch_size=2, max_new_tokens=6, decoding="continuous", on_batch=done.append
+    )
     assert [g.token_ids for g in fast] == [g.token_ids for g in eager]
+    assert done == [1] * 5  # all questions queued at once (2 slots), progress as each answer ends
     with pytest.raises(ValueError, match="decoding 'vllm': use one of generate, continuous"):
         generate_answers(model, tokenizer, examples, decoding="vllm")
