@@ -17,6 +17,7 @@ os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
 # messages name staging folders that are renamed later; the commands print where things went.
 os.environ.setdefault("COMET_LOGGING_CONSOLE", "error")
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,7 @@ import typer
 from rich.console import Console
 
 from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
+from evals.generate import DECODINGS
 from mathpal_train import launch
 from mathpal_train.terminal import echo, outlive_closed_pipe
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR
@@ -50,6 +52,7 @@ AllowUnfinished = Annotated[
 AllowOtherBase = Annotated[
     bool, typer.Option(help="Load the adapter on --model although it names another base model (a copy of it).")
 ]
+Decoding = Enum("Decoding", {name: name for name in DECODINGS}, type=str)  # typer's choices, from evals.generate
 
 
 def fail(message: str) -> typer.Exit:
@@ -376,6 +379,10 @@ def eval_(
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N problems.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generate call (see docs/performance.md).")] = 32,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 256,
+    decoding: Annotated[
+        Decoding,
+        typer.Option(help="generate: one generate call a batch; continuous: a finished answer frees its slot at once."),
+    ] = Decoding.generate,
     report_dir: ReportDir = None,
     no_comet: NoComet = False,
     allow_unfinished: AllowUnfinished = False,
@@ -395,6 +402,7 @@ def eval_(
         limit=limit,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        decoding=decoding.value,
         report_dir=report_dir,
         comet=not no_comet,
         allow_unfinished=allow_unfinished,

@@ -14,6 +14,12 @@ Every answer is exactly ``--max-new-tokens`` tokens long (the stop tokens are he
 until then; ``--stop-at-eos`` turns that off), so every batch size does the same work and
 the rates compare batching, not answer lengths.  A random-weight model is fine here: speed
 depends on shapes, not on what the weights say.
+
+``--answer-lengths 50-400`` gives each problem its own answer length instead, drawn (seeded,
+uniform) from that range, as a real tutor's answers differ several-fold: then a ``generate``
+batch runs until its longest answer ends, and ``continuous`` decoding refills the slot of
+each finished answer. ``--decodings generate,continuous`` measures both paths (a row each
+per batch size), on the same problems and lengths.
 """
 
 from __future__ import annotations
@@ -104,6 +110,17 @@ def _synchronise(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def answer_lengths(text: str, count: int, seed: int = 7) -> list[int]:
+    """``count`` answer lengths drawn uniformly from ``LO-HI`` (seeded: every row gets the same ones)."""
+    import random
+
+    low, sep, high = text.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit() or not 1 <= int(low) <= int(high):
+        raise ValueError(f"--answer-lengths {text!r}: write LO-HI, e.g. 50-400")
+    draw = random.Random(seed)
+    return [draw.randint(int(low), int(high)) for _ in range(count)]
+
+
 def measure(
     model,
     tokenizer,
@@ -113,9 +130,12 @@ def measure(
     min_problems: int,
     rounds: int,
     fixed_length: bool,
+    decoding: str = "generate",
+    lengths: list[int] | None = None,
 ) -> dict[str, Any]:
     """Rate of one batch size: a short warm-up batch, then ``max(rounds, ⌈min_problems/B⌉)``
-    full batches timed end to end (tokenising, generating, decoding: what eval waits for)."""
+    full batches timed end to end (tokenising, generating, decoding: what eval waits for).
+    ``lengths``: answer i is exactly ``lengths[i]`` tokens (``max_new_tokens`` is then unused)."""
     from evals.generate import generate_answers
 
     device = str(model.device)
@@ -123,21 +143,28 @@ def measure(
     problems = examples[: batch_size * batches]
     if len(problems) < batch_size * batches:
         raise ValueError(f"need {batch_size * batches} sample problems, have {len(examples)}")
-    generate_answers(model, tokenizer, problems[:batch_size], batch_size=batch_size, max_new_tokens=4)
+    warm = problems[:batch_size]
+    generate_answers(model, tokenizer, warm, batch_size=batch_size, max_new_tokens=4, decoding=decoding)
     _synchronise(device)
+    wanted = lengths[: len(problems)] if lengths is not None else None
+    if wanted is None and fixed_length and decoding == "continuous":
+        wanted = [max_new_tokens] * len(problems)  # continuous batching has no min_new_tokens
     started = time.perf_counter()
     answers = generate_answers(
         model,
         tokenizer,
         problems,
         batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=max_new_tokens if fixed_length else 0,
+        max_new_tokens=max(wanted) + 1 if wanted else max_new_tokens,  # + the forced stop token
+        min_new_tokens=max_new_tokens if fixed_length and not wanted and decoding == "generate" else 0,
+        decoding=decoding,
+        lengths=wanted,
     )
     _synchronise(device)
     seconds = time.perf_counter() - started
     tokens = sum(a.new_tokens for a in answers)
     return {
+        "decoding": decoding,
         "batch_size": batch_size,
         "problems": len(problems),
         "seconds": round(seconds, 3),
@@ -197,21 +224,25 @@ def load(args: argparse.Namespace, workdir: Path):
 def render(results: dict[str, Any]) -> str:
     """Markdown table of the rates and the best batch's speed-up over batch 1."""
     rows = results["batches"]
-    single = next((r for r in rows if r["batch_size"] == 1), None)
+    single = next((r for r in rows if r["batch_size"] == 1 and r.get("decoding", "generate") == "generate"), None)
     lines = [
         f"model: {results['model']}",
-        f"answers: {results['max_new_tokens']} new tokens each "
-        f"({'fixed' if results['fixed_length'] else 'stop at eos'}); "
-        f"machine: {results['machine']}",
+        (
+            f"answers: {results['answer_lengths']} new tokens, drawn per problem"
+            if results.get("answer_lengths")
+            else f"answers: {results['max_new_tokens']} new tokens each "
+            f"({'fixed' if results['fixed_length'] else 'stop at eos'})"
+        )
+        + f"; machine: {results['machine']}",
         "",
-        "| batch | problems | seconds | problems/s | new tokens/s | × batch 1 |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| decoding | batch | problems | seconds | problems/s | new tokens/s | × generate batch 1 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         speedup = f"{row['problems_per_s'] / single['problems_per_s']:.1f}" if single else "–"
         lines.append(
-            f"| {row['batch_size']} | {row['problems']} | {row['seconds']:.2f} | {row['problems_per_s']:.2f} | "
-            f"{row['tokens_per_s']:.0f} | {speedup} |"
+            f"| {row.get('decoding', 'generate')} | {row['batch_size']} | {row['problems']} | {row['seconds']:.2f} | "
+            f"{row['problems_per_s']:.2f} | {row['tokens_per_s']:.0f} | {speedup} |"
         )
     best = max(rows, key=lambda r: r["problems_per_s"])
     if single:
@@ -229,26 +260,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tokenizer, model, description = load(args, Path(workdir))
         needed = max(max(args.rounds, math.ceil(args.min_problems / b)) * b for b in args.batch_sizes)
         examples = sample_examples(needed)
+        lengths = answer_lengths(args.answer_lengths, needed) if args.answer_lengths else None
         batches = []
-        for batch_size in args.batch_sizes:
-            row = measure(
-                model,
-                tokenizer,
-                examples,
-                batch_size,
-                args.max_new_tokens,
-                args.min_problems,
-                args.rounds,
-                not args.stop_at_eos,
-            )
-            print(f"batch {batch_size}: {row['problems_per_s']:.2f} problems/s", file=sys.stderr, flush=True)
-            batches.append(row)
-    single = next((r for r in batches if r["batch_size"] == 1), None)
+        for decoding in args.decodings:
+            for batch_size in args.batch_sizes:
+                row = measure(
+                    model,
+                    tokenizer,
+                    examples,
+                    batch_size,
+                    args.max_new_tokens,
+                    args.min_problems,
+                    args.rounds,
+                    not args.stop_at_eos,
+                    decoding,
+                    lengths,
+                )
+                rate = f"{row['problems_per_s']:.2f} problems/s"
+                print(f"{decoding} batch {batch_size}: {rate}", file=sys.stderr, flush=True)
+                batches.append(row)
+    single = next((r for r in batches if r["batch_size"] == 1 and r["decoding"] == "generate"), None)
     best = max(batches, key=lambda r: r["problems_per_s"])
     return {
         "model": description,
         "max_new_tokens": args.max_new_tokens,
         "fixed_length": not args.stop_at_eos,
+        "answer_lengths": args.answer_lengths,
         "machine": machine(),
         "batches": batches,
         "best_batch_size": best["batch_size"],
@@ -273,6 +310,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="batches timed at least, per batch size (default CPU 3, GPU 2)")
     parser.add_argument("--stop-at-eos", action="store_true", help="let answers end at <end_of_turn>/<eos>")
+    parser.add_argument(
+        "--decodings",
+        type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+        default=["generate"],
+        help="comma-separated: generate, continuous (a row each per batch size)",
+    )
+    parser.add_argument("--answer-lengths", help="LO-HI: each answer's length drawn from this range (e.g. 50-400)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     gpu = args.gpu_e2b and not args.tiny_shape
@@ -284,6 +328,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rounds = args.rounds or (2 if gpu else 3)
     if min(args.batch_sizes) < 1 or args.max_new_tokens < 1 or args.rounds < 1 or args.min_problems < 1:
         parser.error("batch sizes, --max-new-tokens, --rounds and --min-problems must be at least 1")
+    from evals.generate import DECODINGS
+
+    unknown = [d for d in args.decodings if d not in DECODINGS]
+    if unknown or not args.decodings:
+        parser.error(f"--decodings {','.join(unknown) or '(empty)'}: use {', '.join(DECODINGS)}")
+    if args.answer_lengths:
+        try:
+            answer_lengths(args.answer_lengths, 1)
+        except ValueError as err:
+            parser.error(str(err))
     return args
 
 

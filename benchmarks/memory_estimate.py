@@ -4,9 +4,10 @@
     python -m benchmarks.memory_estimate --fit            # the fitted constants, derived from the "fit" rows
     python -m benchmarks.memory_estimate --baseline-rows  # recompute the baseline runs' longest rows (CPU, ~10 s)
 
-Each row is a run of docs/performance.md (H100 80GB, random-weight E2B-shaped Gemma-3n):
-``production.yml`` with the run's changes applied by the same override machinery as
-``mathpal train --set``, or the baseline script's settings. Rows marked "fit" set the
+Each row is a run of docs/performance.md (H100 80GB or H200, random-weight E2B-shaped
+Gemma-3n): ``production.yml`` with the run's changes applied by the same override machinery
+as ``mathpal train --set`` (the runs from before the speed plugin shipped turn it off), or the
+baseline script's settings. Rows marked "fit" set the
 constants (``fit``; docs/memory.md shows the derivation); the others are checks.
 """
 
@@ -41,7 +42,7 @@ class Row:
     measured_gib: float | None
     changes: dict[str, Any] = field(default_factory=dict)  # over recipes/production.yml
     baseline: dict[str, Any] | None = None  # TrainSettings of the baseline script instead
-    fits: str = ""  # the constant this row calibrates ("slope", "layer", "offload"); "" for a check
+    fits: str = ""  # the constant this row calibrates ("slope", "layer", "offload", "fused"); "" for a check
     note: str = ""
 
 
@@ -65,19 +66,38 @@ def mb(rows: int) -> dict[str, Any]:
     return {"micro_batch_size": rows, "gradient_accumulation_steps": 8 // rows}
 
 
+# The recipe as it was before the speed plugin shipped: the plugin's switches off.
+NO_SPEED = {"gemma3n_fused_loss": False, "gemma3n_compile_layers": False}
+PLUGIN = {"gemma3n_compile_layers": False}  # the fused loss alone
+
+
+def old(rows: int, **changes: Any) -> dict[str, Any]:
+    """A run of ``rows`` x (8 / rows) without the speed plugin, plus ``changes``."""
+    return {**NO_SPEED, **mb(rows), **changes}
+
+
 ZERO3_STORAGE = {"bnb_config_kwargs.bnb_4bit_quant_storage": "bfloat16"}
 ROWS = [
-    Row("production, micro batch 1 × 8 (shipped)", 15.7, mb(1), fits="slope"),
-    Row("production, micro batch 2 × 4", 25.0, mb(2), fits="slope"),
-    Row("production, micro batch 4 × 2", 43.7, mb(4), fits="slope"),
-    Row("production, micro batch 8 × 1", 80.9, mb(8), note="measured on one H200 (2026-11-30)"),
-    Row("2 × 4, `gradient_checkpointing: false`", 63.0, {**mb(2), "gradient_checkpointing": False}, fits="layer"),
-    Row("2 × 4, `chunked_cross_entropy: true`", 21.0, {**mb(2), "chunked_cross_entropy": True}),
-    Row("2 × 4, `activation_offloading: true`", 18.7, {**mb(2), "activation_offloading": True}, fits="offload"),
-    Row("2 × 4, `lora_dropout: 0`", 25.0, {**mb(2), "lora_dropout": 0.0}),
-    Row("2 × 4, `torch_compile: true`", 22.3, {**mb(2), "torch_compile": True}, note="compile is not modelled"),
-    Row("2 × 4, ZeRO-2 × 1 GPU", 22.7, {**mb(2), "deepspeed": "zero2"}),
-    Row("2 × 4, ZeRO-3 × 1 GPU (bf16 4-bit storage)", 22.7, {**mb(2), "deepspeed": "zero3", **ZERO3_STORAGE}),
+    Row("without the plugin, micro batch 1 × 8 (shipped until 2026-12)", 15.7, old(1), fits="slope"),
+    Row("without the plugin, 2 × 4", 25.0, old(2), fits="slope"),
+    Row("without the plugin, 4 × 2", 43.7, old(4), fits="slope"),
+    Row("without the plugin, 8 × 1", 80.9, old(8), note="measured on one H200 (2026-11-30)"),
+    Row("2 × 4, `gradient_checkpointing: false`", 63.0, old(2, gradient_checkpointing=False), fits="layer"),
+    Row("2 × 4, `chunked_cross_entropy: true`", 21.0, old(2, chunked_cross_entropy=True)),
+    Row("2 × 4, `activation_offloading: true`", 18.7, old(2, activation_offloading=True), fits="offload"),
+    Row("2 × 4, `lora_dropout: 0`", 25.0, old(2, lora_dropout=0.0)),
+    Row("2 × 4, `torch_compile: true`", 22.3, old(2, torch_compile=True), note="compile is not modelled"),
+    Row("2 × 4, ZeRO-2 × 1 GPU", 22.7, old(2, deepspeed="zero2")),
+    Row("2 × 4, ZeRO-3 × 1 GPU (bf16 4-bit storage)", 22.7, old(2, deepspeed="zero3", **ZERO3_STORAGE)),
+    Row("speed plugin (fused loss), 1 × 8", 9.3, {**PLUGIN, **mb(1)}, note="H200, 2026-12-04"),
+    Row("speed plugin (fused loss), 4 × 2", 18.2, {**PLUGIN, **mb(4)}, fits="fused", note="H200, 2026-12-04"),
+    Row("speed plugin (fused loss), 8 × 1", 29.9, {**PLUGIN, **mb(8)}, note="H200, 2026-12-04"),
+    Row(
+        "speed plugin + compiled layers, 4 × 2 (shipped)",
+        17.5,
+        {},
+        note="H200, 2026-12-04; compile is not modelled",
+    ),
     *(
         Row(
             f"baseline, micro batch {n} (longest row {BASELINE_LONGEST_ROW[n]} tokens)",
@@ -132,6 +152,7 @@ def fit() -> dict[str, float]:
     slope_rows = [row for row in ROWS if row.fits == "slope"]
     (no_ckpt,) = (row.measured_gib for row in ROWS if row.fits == "layer")
     (offload,) = (row.measured_gib for row in ROWS if row.fits == "offload")
+    (fused_row,) = (row for row in ROWS if row.fits == "fused")
     xs = [row_settings(r).micro_batch for r in slope_rows]
     ys = [r.measured_gib for r in slope_rows]
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
@@ -146,6 +167,7 @@ def fit() -> dict[str, float]:
     layer = ((no_ckpt - intercept) / 2 - (slope - stash)) / (shape.layers - 1)
     logits = slope - stash - layer
     logit_row = shape.vocab * 2 * ROW / GIB
+    fused_per_row = (fused_row.measured_gib - intercept) / row_settings(fused_row).micro_batch - stash - layer
     return {
         "slope_gib_per_row": slope,
         "intercept_gib": intercept,
@@ -154,6 +176,7 @@ def fit() -> dict[str, float]:
         "LOGIT_COPIES": logits / logit_row,
         "LAYER_ACTIVATION_COPIES": layer / width,
         "OFFLOAD_LOGIT_COPIES": ((offload - intercept) / 2 - layer) / logit_row,
+        "FUSED_LOSS_LAYER_SETS": fused_per_row / layer,
     }
 
 

@@ -10,27 +10,37 @@ sample corpus (real Vietnamese solutions: realistic lengths, learnable). Then:
   LoRA r=32 on q/k/v/o/gate/up/down, gradient checkpointing, AdamW, Trainer,
   loss on the solution tokens, padding to the longest in the batch; one run per
   ``--baseline-micro-batches``.
-- ``production``: ``recipes/production.yml`` as shipped, through ``mathpal train``
-  with only the model path, step count, logging interval and output dir overridden
-  (the data sits at the recipe's own ``data/`` path inside the work dir).
+- ``production``: ``recipes/production.yml`` as shipped (with ``Gemma3nSpeedPlugin``:
+  the fused loss and compiled decoder layers), through ``mathpal train`` with only the
+  model path, step count, logging interval and output dir overridden (the data sits at
+  the recipe's own ``data/`` path inside the work dir). Every row starts from an empty
+  output folder of its own (a folder left by an earlier call is removed first: a
+  leftover checkpoint would make the row resume instead of train).
 - ``production:KEY=VALUE[;KEY=VALUE]``: the recipe with one change, for speed-ups.
-- ``production+speed[:KEY=VALUE;…]``: the recipe with ``Gemma3nSpeedPlugin`` (the
-  fused Gemma-3n loss: no full-vocabulary logits), plus any changes.
-- ``--peer unsloth``: Unsloth's own stack on the same model, data and collator as the
+- ``production-speed[:KEY=VALUE;…]``: the recipe with the speed plugin's switches off
+  (``gemma3n_fused_loss`` and ``gemma3n_compile_layers`` false; the plugin list, and so
+  ``RunStatePlugin``, unchanged), plus any changes. A variant whose recipe would lose
+  ``RunStatePlugin`` is refused before any run.
+- ``--peer unsloth``: Unsloth's own stack on the same model, data and Trainer as the
   baseline (``benchmarks/unsloth_peer.py``, in its own process; Unsloth is not a
-  dependency of this repository and is imported nowhere else).
+  dependency of this repository and is imported nowhere else). Its batches are padded
+  to one fixed length, the longest row it trains on: Unsloth compiles its layers for
+  each new batch shape (~4 minutes each on an H200), so pad-to-longest batches would
+  measure its compiler, not its training.
 
 Per variant it prints tokens/s after warm-up (solution tokens, the ones trained
 on, as Axolotl counts them, and all real tokens), peak GPU memory, MFU, the loss
 at the first and last step, and the time to the first step, as one table;
-``--json`` writes it too. Time to first step: from the row's process start
-(production rows, the Unsloth peer) or model-load start (the in-process baseline,
-imports already paid) to the end of its first optimizer step. A production row's
-includes Axolotl's step-0 evaluation (``eval_s`` in the JSON says how long it took)
-and, for the first production row only, tokenising the data into Axolotl's cache.
+``--json`` writes it too (after every row, so a call cut short keeps what finished).
+Time to first step: from the row's process start (production rows, the Unsloth peer)
+or model-load start (the in-process baseline, imports already paid) to the end of its
+first optimizer step. A production row's is split in the JSON: ``trainer_start_s``
+(Axolotl's start: imports, tokenising the data into its cache for the first row only,
+loading and quantising the model), ``eval_s`` (the step-0 evaluation) and
+``first_step_only_s``, the rest: the first optimizer step, with any compile.
 
     python -m benchmarks.train_throughput --work /tmp/bench --steps 40 \\
-        --variants baseline,production,production+speed --baseline-micro-batches 8 --peer unsloth --json results.json
+        --variants baseline,production,production-speed --baseline-micro-batches 8 --peer unsloth --json results.json
 
 ``--profile-micro-batches 2,1`` first profiles one training step of the baseline's
 model at those numbers of full ``--seq-len`` rows (GPU only): kernel time by family
@@ -49,6 +59,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -56,16 +67,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mathpal_train.atomic_files import write_text_atomic
 from mathpal_train.train_log import metric_dicts, train_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
 SPEED_PLUGIN = "mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin"
+RUN_STATE_PLUGIN = "mathpal_train.run_state.RunStatePlugin"
 # Production variants by name: the recipe changes each one starts from.
-PRODUCTION_VARIANTS: dict[str, list[str]] = {"production": [], "production+speed": [f"plugins=[{SPEED_PLUGIN}]"]}
-DEFAULT_VARIANTS = "baseline,production,production+speed"
+PRODUCTION_VARIANTS: dict[str, list[str]] = {
+    "production": [],
+    "production-speed": ["gemma3n_fused_loss=false", "gemma3n_compile_layers=false"],
+}
+DEFAULT_VARIANTS = "baseline,production,production-speed"
 PEER_MICRO_BATCH = 16
 PEER_RESULT = "UNSLOTH_PEER_RESULT "  # the peer's last output line: this, then its result as JSON
+TRAINER_START = "Starting trainer..."  # Axolotl's log line once the data and the model are ready
 
 SKIP_4BIT = ["lm_head", "correction_coefs", "prediction_coefs", "modality_router"]
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -144,6 +161,26 @@ def write_data(work: Path, n: int) -> tuple[list[dict], list[str]]:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
     texts = [m["content"] for r in rows for m in r["messages"]]
     return rows[split:], texts
+
+
+def training_rows(tokenizer, rows: list[dict], micro_batch: int, steps: int, seq_len: int) -> list[dict]:
+    """The tokenised rows a ``measure_training`` run of ``steps`` x ``micro_batch`` trains on (one batch spare)."""
+    return [tokenize(tokenizer, r, seq_len) for r in rows[: steps * micro_batch + micro_batch]]
+
+
+def fixed_length(data: list[dict], multiple: int = 64) -> int:
+    """One padded length for every batch of ``data``: its longest row, rounded up to ``multiple``."""
+    longest = max(len(d["input_ids"]) for d in data)
+    return -(-longest // multiple) * multiple
+
+
+def collator(tokenizer, pad_to: int | None = None):
+    """The baseline's collator: pad to the longest row of each batch, or to ``pad_to`` tokens always."""
+    from transformers import DataCollatorForSeq2Seq
+
+    if pad_to is None:
+        return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
+    return DataCollatorForSeq2Seq(tokenizer, padding="max_length", max_length=pad_to, label_pad_token_id=-100)
 
 
 def tokenize(tokenizer, row: dict, max_len: int) -> dict:
@@ -284,22 +321,25 @@ def measure_training(
     name: str,
     out_dir: Path,
     checkpointing: bool,
+    pad_to: int | None = None,
 ) -> dict:
     """Train ``model`` with the baseline's Trainer, collator and data; rates, peak, losses, first step's end.
 
     Shared by the baseline and the Unsloth peer, so the two differ only in the model
     they hand in (``checkpointing``: the Trainer's own gradient checkpointing; the peer
-    brings its own). ``first_step_at`` is wall-clock (``time.time()``), comparable across
-    processes.
+    brings its own) and in ``pad_to`` (every batch padded to that many tokens: one shape
+    for a compiler; None pads to the longest row of each batch). Real tokens count the
+    attention mask, so padding never counts. ``first_step_at`` is wall-clock
+    (``time.time()``), comparable across processes.
     """
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     cuda = torch.cuda.is_available()
     tokenizer.padding_side = "right"
-    data = [tokenize(tokenizer, r, seq_len) for r in rows[: steps * micro_batch + micro_batch]]
+    data = training_rows(tokenizer, rows, micro_batch, steps, seq_len)
     counts: list[tuple[int, int]] = []
-    base_collate = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
+    base_collate = collator(tokenizer, pad_to)
 
     def collate(features):
         batch = base_collate(features)
@@ -449,7 +489,7 @@ def run_production(
     log_dir: Path | None = None,
 ) -> dict:
     """`mathpal train recipes/production.yml` with the benchmark's overrides (and a variant's changes)."""
-    out = work / f"out-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
+    out = fresh_output_dir(work, name)
     argv = production_argv(model_dir, out, steps, sets=changes)
     started = time.perf_counter()
     run = stream_run(argv, cwd=work)
@@ -476,9 +516,32 @@ def run_production(
         "grad_norm_finite": summary["grad_norm_finite"],
         "wall_s": time.perf_counter() - started,
         "time_to_first_step_s": run.first_step_s,
+        "trainer_start_s": run.trainer_start_s,
         "eval_s": run.eval_before_first_step_s,
+        "first_step_only_s": first_step_only(run),
         **({"profile": profile} if profile else {}),
     }
+
+
+def fresh_output_dir(work: Path, name: str) -> Path:
+    """The row's own output folder, empty: what an earlier call left there is removed first.
+
+    A machine kept warm between calls keeps ``work``; a checkpoint left from an earlier
+    call would make ``mathpal train`` resume (the recipes auto-resume), and the row would
+    time a few steps of someone else's run.
+    """
+    out = work / f"out-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
+    if out.exists():
+        print(f"{name}: removing {out.name} left by an earlier run (a benchmark row starts empty)", flush=True)
+        shutil.rmtree(out)
+    return out
+
+
+def first_step_only(run: StreamedRun) -> float | None:
+    """Seconds of the first step itself (any compile included): after Axolotl's start and step-0 eval."""
+    if run.first_step_s is None or run.trainer_start_s is None:
+        return None
+    return run.first_step_s - run.trainer_start_s - run.eval_before_first_step_s
 
 
 @dataclass(frozen=True)
@@ -489,6 +552,7 @@ class StreamedRun:
     log: str
     first_step_s: float | None  # seconds from start to the first logged training step
     eval_before_first_step_s: float  # evaluation runtime logged before it (Axolotl's step-0 eval)
+    trainer_start_s: float | None = None  # seconds from start to Axolotl's "Starting trainer" line
 
 
 def first_step_marks(timed_lines: Iterable[tuple[float, str]]) -> tuple[float | None, float]:
@@ -522,7 +586,8 @@ def stream_run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) ->
         for line in proc.stdout:
             timed.append((time.perf_counter() - start, line))
     first, eval_s = first_step_marks(timed)
-    return StreamedRun(proc.returncode, "".join(line for _, line in timed), first, eval_s)
+    trainer_start = next((at for at, line in timed if TRAINER_START in line), None)
+    return StreamedRun(proc.returncode, "".join(line for _, line in timed), first, eval_s, trainer_start)
 
 
 # --------------------------------------------------------------------------- Unsloth peer
@@ -550,9 +615,15 @@ def unsloth_argv(work: Path, model_dir: Path, micro_batch: int, steps: int, warm
 
 
 def unsloth_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The peer's environment: no usage statistics sent, telemetry off, nothing fetched from a hub."""
+    """The peer's environment: no usage statistics sent, telemetry off, nothing fetched from a hub.
+
+    ``UNSLOTH_PYTHONPATH``, when set, goes first on the peer's ``PYTHONPATH`` only: Unsloth and
+    the versions it pins (torchao, cut-cross-entropy) installed apart, never seen by Axolotl's rows.
+    """
     env = dict(os.environ if base is None else base)
     env.update({"UNSLOTH_DISABLE_STATISTICS": "1", "AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"})
+    if env.get("UNSLOTH_PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env["UNSLOTH_PYTHONPATH"], env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -561,7 +632,7 @@ def run_unsloth_peer(work: Path, model_dir: Path, micro_batch: int, steps: int, 
     name = f"unsloth mb={micro_batch}"
     spawned = time.time()
     run = stream_run(unsloth_argv(work, model_dir, micro_batch, steps, warmup, seq_len), cwd=REPO, env=unsloth_env())
-    (work / "unsloth-peer.log").write_text(run.log)
+    (work / f"unsloth-peer-mb{micro_batch}.log").write_text(run.log)
     results = [line for line in run.log.splitlines() if line.startswith(PEER_RESULT)]
     if run.returncode != 0 or not results:
         tail = run.log.strip().splitlines()[-2:]
@@ -599,15 +670,25 @@ def summarize_profile(out: Path, logs: list[dict]) -> dict | None:
 
 
 def production_changes(variant: str) -> list[str]:
-    """The recipe changes of a production variant: its name's (``production+speed`` adds the plugin), then
-    the ``KEY=VALUE`` items after ``:``, separated by ``;``."""
+    """The recipe changes of a production variant: its name's (``production-speed`` turns the speed
+    plugin's switches off), then the ``KEY=VALUE`` items after ``:``, separated by ``;``.
+
+    Refused (``ValueError``) when the resolved recipe would lose ``RunStatePlugin``: without it the
+    run is never marked finished, and the row's adapter cannot be evaluated.
+    """
+    from mathpal_train.recipes import load_recipe, parse_set, resolve_recipe
+
     name, _, extra = variant.partition(":")
     if name not in PRODUCTION_VARIANTS:
         raise ValueError(
             f"unknown variant {variant!r}: use baseline, {', '.join(PRODUCTION_VARIANTS)}, "
             "or one of those with :key=value;key=value"
         )
-    return [*PRODUCTION_VARIANTS[name], *(item for item in extra.split(";") if item.strip())]
+    changes = [*PRODUCTION_VARIANTS[name], *(item for item in extra.split(";") if item.strip())]
+    recipe, _ = resolve_recipe(load_recipe(REPO / "recipes" / "production.yml"), {}, parse_set(changes))
+    if RUN_STATE_PLUGIN not in (recipe.get("plugins") or []):
+        raise ValueError(f"variant {variant!r} drops {RUN_STATE_PLUGIN} from plugins: keep it in the list")
+    return changes
 
 
 def variant_list(text: str) -> list[str]:
@@ -629,12 +710,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--variants",
         default=DEFAULT_VARIANTS,
-        help="comma list of baseline, production, production+speed; 'production:key=value;key=value' "
+        help="comma list of baseline, production, production-speed; 'production:key=value;key=value' "
         "for one change (';' between keys)",
     )
     parser.add_argument("--baseline-micro-batches", default="8")
     parser.add_argument("--peer", choices=["unsloth"], help="also run a peer stack on the same model and data")
-    parser.add_argument("--peer-micro-batch", type=int, default=PEER_MICRO_BATCH)
+    parser.add_argument(
+        "--peer-micro-batches", default=str(PEER_MICRO_BATCH), help="comma list: one peer run per micro batch"
+    )
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--log-dir", type=Path, help="also copy each Axolotl run's log here")
@@ -719,33 +802,6 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     results = []
-    for variant in args.variants:
-        if variant == "baseline":
-            for mb in [int(x) for x in args.baseline_micro_batches.split(",")]:
-                results.append(run_baseline(model_dir, rows, mb, args.steps, args.warmup, args.seq_len))
-                print(json.dumps(results[-1]), flush=True)
-        else:
-            results.append(
-                run_production(
-                    work,
-                    model_dir,
-                    args.steps,
-                    args.warmup,
-                    variant,
-                    production_changes(variant),
-                    real_per_trained,
-                    args.log_dir,
-                )
-            )
-            print(json.dumps(results[-1]), flush=True)
-    if args.peer == "unsloth":
-        results.append(run_unsloth_peer(work, model_dir, args.peer_micro_batch, args.steps, args.warmup, args.seq_len))
-        print(json.dumps(results[-1]), flush=True)
-    for r in results:
-        if peak and r.get("real_tokens_per_s"):
-            r["mfu"] = flops["flops_per_token"] * r["real_tokens_per_s"] / (peak * 1e12)
-
-    print("\n" + format_table(results))
     summary = {
         "shape": args.shape,
         "steps": args.steps,
@@ -758,8 +814,32 @@ def main(argv: list[str] | None = None) -> None:
         "results": results,
         "profiles": profiles,
     }
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2))
+
+    def record(result: dict) -> None:
+        """Keep a row, with its MFU, and write the JSON at once (a call cut short keeps the rows done)."""
+        if peak and result.get("real_tokens_per_s"):
+            result["mfu"] = flops["flops_per_token"] * result["real_tokens_per_s"] / (peak * 1e12)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+        if args.json:
+            write_text_atomic(args.json, json.dumps(summary, indent=2))
+
+    for variant in args.variants:
+        if variant == "baseline":
+            for mb in [int(x) for x in args.baseline_micro_batches.split(",")]:
+                record(run_baseline(model_dir, rows, mb, args.steps, args.warmup, args.seq_len))
+        else:
+            changes = production_changes(variant)
+            record(
+                run_production(
+                    work, model_dir, args.steps, args.warmup, variant, changes, real_per_trained, args.log_dir
+                )
+            )
+    if args.peer == "unsloth":
+        for mb in [int(x) for x in args.peer_micro_batches.split(",")]:
+            record(run_unsloth_peer(work, model_dir, mb, args.steps, args.warmup, args.seq_len))
+
+    print("\n" + format_table(results))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,13 @@ Against the baseline, only the model changes: Unsloth's ``FastModel`` loads the 
 local checkpoint in 4-bit, adds LoRA r=32 (alpha 32, dropout 0.05, as the baseline:
 Unsloth's fastest LoRA path wants dropout 0, but both then train the same adapter)
 on the same 7 projections, with its own gradient checkpointing ("unsloth"), and the
-baseline's ``measure_training`` trains it: same rows, tokenisation, collator,
-optimizer and schedule, at micro batch 16 by default. The last output line is
-the result as JSON after ``UNSLOTH_PEER_RESULT``.
+baseline's ``measure_training`` trains it: same rows, tokenisation, optimizer and
+schedule, at micro batch 16 by default. One difference in the collator: every batch is
+padded to one length (the longest row trained on, rounded up to 64), because Unsloth
+compiles each decoder layer for every new batch shape, ~4 minutes on an H200, and
+pad-to-longest batches have a new shape every few steps. Padding costs it compute
+but never counts as real tokens. The last output line is the result as JSON after
+``UNSLOTH_PEER_RESULT``.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from benchmarks.train_throughput import PEER_RESULT, measure_training
+    from benchmarks.train_throughput import PEER_RESULT, fixed_length, measure_training, training_rows
 
     model, tokenizer = FastModel.from_pretrained(
         model_name=str(args.model_dir),
@@ -70,10 +74,12 @@ def main(argv: list[str] | None = None) -> None:
         random_state=0,
     )
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor for multimodal checkpoints
+    rows = load_rows(args.work)
+    pad_to = fixed_length(training_rows(tokenizer, rows, args.micro_batch, args.steps, args.seq_len))
     result = measure_training(
         model,
         tokenizer,
-        load_rows(args.work),
+        rows,
         args.micro_batch,
         args.steps,
         args.warmup,
@@ -81,8 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         name=f"unsloth mb={args.micro_batch}",
         out_dir=args.work / f"unsloth-mb{args.micro_batch}",
         checkpointing=False,  # Unsloth's own ("unsloth") is on; the Trainer's would replace it
+        pad_to=pad_to,
     )
-    result["finished_at"] = time.time()
+    result.update({"finished_at": time.time(), "pad_to": pad_to})
     print(PEER_RESULT + json.dumps(result), flush=True)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from evals.chart import CHART_FILE
 from evals.comet_log import log_to_comet
-from evals.generate import Generation, generate_answers, load_model
+from evals.generate import Decoding, Generation, generate_answers, load_model
 from evals.metrics import METRICS, aggregate, score_answer
 from evals.report import write_report
 from evals.stats import compare_paired
@@ -49,6 +49,7 @@ class EvalSettings:
     limit: int | None = None
     batch_size: int = 32
     max_new_tokens: int = 256
+    decoding: Decoding = "generate"  # or "continuous": slots refilled as answers end (evals/generate.py)
     report_dir: Path | None = None
     comet: bool = True
     # Grade an adapter folder that was not marked finished (an interrupted run's weights).
@@ -384,6 +385,7 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
                 batch_size=settings.batch_size,
                 max_new_tokens=settings.max_new_tokens,
                 on_batch=advance,
+                decoding=settings.decoding,
             )
         speed[name] = round(len(examples) / (time.perf_counter() - started), 4)
         predictions.extend(prediction_rows(name, examples, generations))
@@ -396,6 +398,7 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
         "generation": {
             "batch_size": settings.batch_size,
             "max_new_tokens": settings.max_new_tokens,
+            "decoding": settings.decoding,
             "problems_per_s": speed,
         },
     }

@@ -14,10 +14,11 @@ per GPU (docs/memory.md has the formula and its calibration):
 
 The parameter counts come from the model itself, built on PyTorch's meta device (no
 weights, no download): a local folder's config.json, or for the hub's Gemma-3n the
-architecture numbers in ``mathpal_train.tiny_model``. Three constants are measured, not
-derived: the logit copies, the activation bytes of one layer, and the logit copies under
-activation offloading; they are fitted to the H100 runs of docs/performance.md, which the
-estimate matches within 15 % (``tests/mathpal_train/test_memory.py``).
+architecture numbers in ``mathpal_train.tiny_model``. Four constants are measured, not
+derived: the logit copies, the activation bytes of one layer, the logit copies under
+activation offloading, and the working set of a fused (logits-free) loss; they are fitted to
+the H100 and H200 runs of docs/performance.md, which the estimate matches within 15 %
+(``tests/mathpal_train/test_memory.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ OFFLOAD_LOGIT_COPIES = 5.48
 # Activations one decoder layer keeps for its backward pass, per token, in copies of
 # (AltUp streams x hidden + intermediate) values at the compute dtype.
 LAYER_ACTIVATION_COPIES = 11.0
+# A fused loss (Gemma3nSpeedPlugin's, Liger's or Cut Cross Entropy's) keeps no logits, but a run
+# with it holds this much more per token than its layers' activations, in layer working sets
+# (the one above); fitted on the plugin's 4 x 2 run, not broken down further.
+FUSED_LOSS_LAYER_SETS = 1.95
 # What the allocator holds beyond the tensors counted here (cuBLAS workspaces, a dequantised weight).
 OVERHEAD_GIB = 0.09
 # The estimate's measured accuracy, printed with it.
@@ -55,6 +60,7 @@ ALWAYS_KEPT = ("lm_head",)
 # The hub's Gemma-3n, offline: the text tower's architecture (tiny_model.E2B_SHAPE; transformers'
 # Gemma3nTextConfig defaults are E4B's).
 HUB_SHAPES = {"gemma-3n-e2b": "e2b", "gemma-3n-e4b": "e4b"}
+SPEED_PLUGIN = "mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin"
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ class TrainSettings:
     checkpointing: bool = True
     offloading: bool = False
     chunked_ce: bool = False
-    fused_ce: bool = False  # a loss that never materialises the logits (Cut Cross Entropy, Liger FLCE)
+    fused_ce: bool = False  # a loss that never materialises the logits (the speed plugin, Liger FLCE, CCE)
     optimizer_state_bytes: int = 8  # AdamW: two fp32 moments; 8-bit optimizers: 2
     zero_stage: int = 0
     frozen_fp32: bool = False  # plain PEFT prepare_model_for_kbit_training: every unquantised weight in fp32
@@ -106,7 +112,7 @@ class MemoryEstimate:
     weights: float
     adapter: float
     activations: float
-    logits: float
+    logits: float  # the loss's vocabulary-wide tensors, or a fused loss's working set
     overhead: float
     per_row: float  # what one more row of the micro batch adds
     settings: TrainSettings
@@ -120,7 +126,8 @@ class MemoryEstimate:
         bound = "" if s.row_tokens_exact else f"at most (rows padded to the longest, up to {s.row_tokens} tokens) "
         return (
             f"peak GPU memory:  {bound}~{self.total:.1f} GiB per GPU (±{TOLERANCE:.0%}): weights {self.weights:.1f}, "
-            f"adapter and optimizer {self.adapter:.1f}, activations {self.activations:.1f}, logits {self.logits:.1f}; "
+            f"adapter and optimizer {self.adapter:.1f}, activations {self.activations:.1f}, "
+            f"{'fused loss' if s.fused_ce else 'logits'} {self.logits:.1f}; "
             f"+{self.per_row:.1f} GiB per row of the micro batch (docs/memory.md)"
         )
 
@@ -207,6 +214,16 @@ def zero_stage(deepspeed: Any) -> int:
         return 0
 
 
+def fused_loss(cfg: dict[str, Any], stage: int) -> bool:
+    """Whether the recipe's loss never builds the logits: the speed plugin's fused loss (on by default
+    when the plugin is named; off under ZeRO-3 and FSDP, where lm_head is sharded and the plugin
+    falls back to the unfused loss), or Axolotl's Cut Cross Entropy or Liger fused cross-entropy."""
+    plugin = SPEED_PLUGIN in (cfg.get("plugins") or []) and cfg.get("gemma3n_fused_loss") is not False
+    if plugin and (stage >= 3 or cfg.get("fsdp") or cfg.get("fsdp_config")):
+        plugin = False
+    return plugin or bool(cfg.get("cut_cross_entropy") or cfg.get("liger_fused_linear_cross_entropy"))
+
+
 def settings_from_recipe(cfg: dict[str, Any], gpus: int = 1) -> TrainSettings:
     """The memory-relevant settings of an Axolotl recipe (defaults as Axolotl applies them)."""
     bnb = cfg.get("bnb_config_kwargs") or {}
@@ -214,6 +231,7 @@ def settings_from_recipe(cfg: dict[str, Any], gpus: int = 1) -> TrainSettings:
     packed = bool(cfg.get("sample_packing")) or bool(cfg.get("pad_to_sequence_len"))
     targets = cfg.get("lora_target_modules")
     optimizer = str(cfg.get("optimizer") or "")
+    stage = zero_stage(cfg.get("deepspeed"))
     return TrainSettings(
         micro_batch=int(cfg.get("micro_batch_size") or 1),
         row_tokens=int(cfg.get("sequence_len") or 2048),
@@ -230,9 +248,9 @@ def settings_from_recipe(cfg: dict[str, Any], gpus: int = 1) -> TrainSettings:
         checkpointing=bool(cfg.get("gradient_checkpointing")),
         offloading=bool(cfg.get("activation_offloading")) or cfg.get("gradient_checkpointing") == "offload",
         chunked_ce=bool(cfg.get("chunked_cross_entropy")),
-        fused_ce=bool(cfg.get("cut_cross_entropy") or cfg.get("liger_fused_linear_cross_entropy")),
+        fused_ce=fused_loss(cfg, stage),
         optimizer_state_bytes=2 if "8bit" in optimizer else 8,
-        zero_stage=zero_stage(cfg.get("deepspeed")),
+        zero_stage=stage,
     )
 
 
@@ -297,7 +315,7 @@ def estimate_peak(shape: ModelShape, settings: TrainSettings) -> MemoryEstimate:
     else:
         per_token_act = shape.layers * layer
     if s.fused_ce:
-        per_token_logits = 0.0
+        per_token_logits = FUSED_LOSS_LAYER_SETS * layer
     else:
         copies = OFFLOAD_LOGIT_COPIES if s.offloading else LOGIT_COPIES
         per_token_logits = copies * shape.vocab * act - (shape.vocab * 4 if s.chunked_ce else 0)

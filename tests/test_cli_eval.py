@@ -112,6 +112,25 @@ def test_eval_baseline_end_to_end_on_the_tiny_model(tiny_model_dir, adapter_dir,
     assert "of 4 problems; 95% CI" in result.output and f"report: {report.relative_to(in_tmp)}" in result.output
 
 
+def test_eval_with_continuous_batching_grades_the_same_answers(tiny_model_dir, adapter_dir, chat_examples, in_tmp):
+    """--decoding continuous: the same predictions, grades and metrics as the default, for base and tuned."""
+    data = write_jsonl(in_tmp / "test.jsonl", chat_examples[:5])
+    reports = {}
+    for decoding in ("generate", "continuous"):
+        argv = ["eval", "--model", str(tiny_model_dir), "--adapter", str(adapter_dir), "--baseline"]
+        argv += ["--data", str(data), "--batch-size", "3", "--max-new-tokens", "8", "--no-comet"]
+        result = runner.invoke(app, [*argv, "--decoding", decoding, "--report-dir", f"r-{decoding}"])
+        assert result.exit_code == 0, result.output
+        reports[decoding] = in_tmp / f"r-{decoding}"
+    samples = {d: (r / "samples.jsonl").read_text().splitlines() for d, r in reports.items()}
+    assert samples["continuous"] == samples["generate"] and len(samples["generate"]) == 10
+    metrics = {d: json.loads((r / "metrics.json").read_text()) for d, r in reports.items()}
+    assert metrics["continuous"]["generation"]["decoding"] == "continuous"
+    assert metrics["continuous"]["models"] == metrics["generate"]["models"]
+    refused = runner.invoke(app, ["eval", "--data", str(data), "--decoding", "vllm"])
+    assert refused.exit_code == 2 and "vllm" in refused.output
+
+
 def test_eval_keeps_the_signature_demo_calls():
     """`mathpal demo` calls eval_ as a plain function with these keywords; all must default."""
     parameters = inspect.signature(mathpal_cli.eval_).parameters

@@ -5,6 +5,9 @@ it then works under ``mathpal train`` and plain ``accelerate launch -m axolotl.c
 alike. Axolotl skips a plugin that fails to import with one log line, so
 ``mathpal validate`` imports every plugin a recipe names.
 
+Conflicting keys are refused by ``Gemma3nSpeedArgs``' validators, in Axolotl's own
+validation, before any of these hooks runs.
+
 Hooks: ``pre_model_load`` patches both Gemma-3n forwards (class level, before the
 model exists), ``post_model_load`` reports what the loaded model runs and compiles its
 decoder layers if asked, ``post_trainer_create`` lets loss-only evaluation skip the
@@ -28,7 +31,6 @@ from torch import nn
 
 from mathpal_train.gemma3n_speed.args import Gemma3nSpeedArgs
 from mathpal_train.gemma3n_speed.compile import compile_decoder_layers
-from mathpal_train.gemma3n_speed.loss import liger_available
 from mathpal_train.gemma3n_speed.patch import FusedLossSettings, configure, is_patched, patch_gemma3n
 
 LOG = logging.getLogger("axolotl.mathpal.gemma3n_speed")
@@ -85,17 +87,10 @@ class Gemma3nSpeedPlugin(BasePlugin):
         model_type = cfg.get("model_config_type")
         if model_type and model_type not in GEMMA3N_MODEL_TYPES:
             LOG.warning(f"Gemma3nSpeedPlugin: model type {model_type} is not Gemma-3n: it changes nothing")
-        if cfg.get("liger_fused_linear_cross_entropy"):
-            LOG.warning(
-                "liger_fused_linear_cross_entropy is set: for Gemma-3n it drops the soft-cap (a llama-style "
-                "forward); leave it off, gemma3n_fused_loss does the same with the soft-cap"
-            )
         if not new.enabled:
             configure(new)
             LOG.info("Gemma3nSpeedPlugin: gemma3n_fused_loss is off")
             return
-        if new.impl == "liger" and not liger_available():
-            raise ValueError("gemma3n_loss_impl: liger needs liger_kernel (and CUDA): install it, or use auto or torch")
         patched = patch_gemma3n(new)
         LOG.info(
             f"Gemma3nSpeedPlugin: fused loss patched into {', '.join(patched) or 'Gemma-3n (already)'} "
@@ -110,9 +105,6 @@ class Gemma3nSpeedPlugin(BasePlugin):
             else:
                 LOG.warning(f"Gemma3nSpeedPlugin: {type(inner).__name__} is not a patched Gemma-3n class")
         if arg(cfg, "gemma3n_compile_layers"):
-            if cfg.get("torch_compile"):
-                LOG.warning("gemma3n_compile_layers skipped: torch_compile already compiles the whole model")
-                return
             device = next(model.parameters()).device.type
             compile_decoder_layers(model, device)
 

@@ -116,3 +116,38 @@ def test_gpu_mode_without_gpu_says_what_to_do(bench):
         pytest.skip("a GPU is present")
     with pytest.raises(SystemExit, match="--gpu-e2b needs a CUDA GPU: add --tiny-shape"):
         bench.main(["--gpu-e2b"])
+
+
+def test_varied_answer_lengths_with_both_decodings(bench, tiny_model_dir, tmp_path):
+    """The benchmark's realistic mode: each problem its own answer length, the same lengths for every
+    row; generate and continuous decoding each give every answer exactly its length."""
+    results = bench.main(
+        ["--model", str(tiny_model_dir), "--batch-sizes", "1,4", "--min-problems", "4", "--rounds", "1"]
+        + ["--answer-lengths", "2-9", "--decodings", "generate,continuous", "--json", str(tmp_path / "b.json")]
+    )
+    rows = results["batches"]
+    assert [(r["decoding"], r["batch_size"]) for r in rows] == [
+        ("generate", 1),
+        ("generate", 4),
+        ("continuous", 1),
+        ("continuous", 4),
+    ]
+    lengths = bench.answer_lengths("2-9", 4)
+    assert len(set(lengths)) > 1 and all(2 <= n <= 9 for n in lengths)
+    assert {r["new_tokens"] for r in rows} == {sum(lengths)}  # the same work in every row
+    assert results["answer_lengths"] == "2-9"
+    assert "| continuous | 4 |" in bench.render(results)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--answer-lengths", "400-50"], "--answer-lengths '400-50': write LO-HI"),
+        (["--answer-lengths", "fifty"], "--answer-lengths 'fifty': write LO-HI"),
+        (["--decodings", "generate,vllm"], "--decodings vllm: use generate, continuous"),
+    ],
+)
+def test_bad_modes_are_refused_before_any_model_loads(bench, argv, message, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(argv)
+    assert message in capsys.readouterr().err

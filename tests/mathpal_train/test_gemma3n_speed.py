@@ -20,7 +20,7 @@ from transformers.loss.loss_utils import ForCausalLMLoss
 from transformers.models.gemma3n.modeling_gemma3n import Gemma3nModelOutputWithPast
 
 from mathpal_train.gemma3n_speed import Gemma3nSpeedPlugin, loss, patch
-from mathpal_train.gemma3n_speed.compile import compile_decoder_layers, decoder_layers
+from mathpal_train.gemma3n_speed.compile import compile_decoder_layers, decoder_layers, is_compiled, uncompile
 from mathpal_train.gemma3n_speed.plugin import settings_from, skip_logits_in_loss_only_eval
 from mathpal_train.tiny_model import build_tiny_model, tiny_text_config
 
@@ -358,7 +358,7 @@ def test_plugin_keys_pass_axolotls_validation_and_patch_once(lora_model):
     assert Gemma3nForCausalLM.forward is forward and patch.is_patched(Gemma3nForCausalLM)
     assert patch.settings().chunk_tokens == 64
     plugin.post_model_load(valid, lora_model)  # reports; compiles nothing (gemma3n_compile_layers off)
-    assert all(layer._compiled_call_impl is None for layer in decoder_layers(lora_model))
+    assert not any(is_compiled(layer) for layer in decoder_layers(lora_model))
 
 
 def test_defaults_when_the_config_lacks_the_keys():
@@ -369,7 +369,117 @@ def test_defaults_when_the_config_lacks_the_keys():
 def test_compile_layers_is_a_no_op_on_the_cpu(lora_model):
     assert len(decoder_layers(lora_model)) == 4
     assert compile_decoder_layers(lora_model, "cpu") == 0
-    assert all(layer._compiled_call_impl is None for layer in decoder_layers(lora_model))
+    assert not any(is_compiled(layer) for layer in decoder_layers(lora_model))
+
+
+def test_compiled_layers_compile_the_training_forward_only(lora_model):
+    """With a counting backend standing in for inductor: a training step compiles (and its loss and
+    gradients equal eager ones: the backend runs the traced graph as is); evaluation under no_grad,
+    and a train-mode forward without grad, never reach the compiler, so they cost no compile."""
+    import torch._dynamo
+
+    traced = []
+
+    def counting_backend(graph_module, example_inputs):
+        traced.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    ref_loss, ref_grads, _ = loss_and_grads(lora_model, padded_batch())
+    try:
+        assert compile_decoder_layers(lora_model, "cuda", backend=counting_backend) == 4
+        compile_decoder_layers(lora_model, "cuda", backend=counting_backend)  # idempotent
+        assert all(is_compiled(layer) for layer in decoder_layers(lora_model))
+        assert {n for n, _ in lora_model.named_parameters()} == set(ref_grads) | {
+            n for n, p in lora_model.named_parameters() if not p.requires_grad
+        }
+        lora_model.eval()
+        with torch.no_grad():
+            lora_model(**padded_batch())
+        lora_model.train()
+        with torch.no_grad():
+            lora_model(**padded_batch())
+        assert traced == []
+        compiled_loss, grads, _ = loss_and_grads(lora_model, padded_batch())
+        assert traced, "the training forward did not go through the compiler"
+        assert abs(compiled_loss.item() - ref_loss.item()) <= RTOL * abs(ref_loss.item())
+        for name, ref in ref_grads.items():
+            assert (grads[name] - ref).norm() <= RTOL * ref.norm(), name
+    finally:
+        lora_model.train()
+        for layer in decoder_layers(lora_model):
+            uncompile(layer)
+        torch._dynamo.reset()
+    assert not any(is_compiled(layer) for layer in decoder_layers(lora_model))
+
+
+SPEED_PLUGINS = ["mathpal_train.gemma3n_speed.Gemma3nSpeedPlugin"]
+LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"
+
+
+def speed_recipe(**keys) -> DictDefault:
+    """A minimal recipe naming the plugin, plus ``keys``."""
+    return DictDefault(
+        {
+            "base_model": "tiny",
+            "plugins": SPEED_PLUGINS,
+            "datasets": [{"path": "data/train.jsonl", "ds_type": "json", "type": "chat_template"}],
+            "micro_batch_size": 1,
+            "learning_rate": 1e-4,
+            **keys,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"gemma3n_compile_layers": True, "torch_compile": True}, "gemma3n_compile_layers and torch_compile"),
+        (
+            {"plugins": [*SPEED_PLUGINS, LIGER_PLUGIN], "liger_fused_linear_cross_entropy": True},
+            "liger_fused_linear_cross_entropy drops",
+        ),
+    ],
+)
+def test_axolotls_validation_refuses_conflicting_keys(keys, message):
+    from axolotl.utils.config import prepare_plugins, validate_config
+
+    cfg = speed_recipe(**keys)
+    prepare_plugins(cfg)
+    with pytest.raises(ValueError, match=message):
+        validate_config(cfg)
+
+
+def test_the_conflicts_are_allowed_when_the_plugin_feature_is_off():
+    from axolotl.utils.config import prepare_plugins, validate_config
+
+    cfg = speed_recipe(
+        plugins=[*SPEED_PLUGINS, LIGER_PLUGIN], gemma3n_fused_loss=False, liger_fused_linear_cross_entropy=True
+    )
+    prepare_plugins(cfg)
+    assert validate_config(cfg).liger_fused_linear_cross_entropy is True
+
+
+def test_liger_impl_without_liger_kernel_is_refused(monkeypatch):
+    from axolotl.utils.config import prepare_plugins, validate_config
+
+    monkeypatch.setattr("mathpal_train.gemma3n_speed.args.liger_available", lambda: False)
+    cfg = speed_recipe(gemma3n_loss_impl="liger")
+    prepare_plugins(cfg)
+    with pytest.raises(ValueError, match="liger needs liger_kernel installed"):
+        validate_config(cfg)
+
+
+def test_mathpal_validate_names_the_conflict_in_one_line(tmp_path, monkeypatch):
+    from mathpal_train.validate import RecipeError, validate_recipe
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"messages": []}\n')
+    cfg = {**speed_recipe(gemma3n_compile_layers=True, torch_compile=True), "base_model": "google/gemma-3n-E2B-it"}
+    with pytest.raises(RecipeError, match="gemma3n_compile_layers and torch_compile both compile") as err:
+        validate_recipe(dict(cfg), tmp_path / "r.yml")
+    assert "\n" not in str(err.value)
 
 
 def test_trainer_loss_only_evaluation_takes_the_fused_path_with_the_same_eval_loss(lora_model, tmp_path):

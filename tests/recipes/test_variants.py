@@ -20,7 +20,7 @@ VARIANT_KEYS = {
         "max_steps",
         "sequence_len",
         "learning_rate",
-        "gradient_accumulation_steps",
+        "micro_batch_size",
         "warmup_steps",
         "save_steps",
         "eval_steps",
