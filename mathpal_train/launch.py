@@ -202,7 +202,8 @@ def resolve(recipe: Path, sets: list[str], flags: list[tuple], env: dict[str, st
     A bad file or ``--set`` is a ``ValueError`` with one line.
     """
     base = load_recipe(recipe)
-    return resolve_recipe(base, dict(os.environ if env is None else env), [*flags, *parse_set(sets)])
+    sets_ = [(key, value, "--set") for key, value in parse_set(sets)]
+    return resolve_recipe(base, dict(os.environ if env is None else env), [*flags, *sets_])
 
 
 def prepare_run(

@@ -81,14 +81,14 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def parse_set(items: list[str]) -> list[tuple[str, Any, str]]:
-    """``(key, value, "--set")`` from ``--set key=value``; a malformed one is a one-line error."""
+def parse_set(items: list[str]) -> list[tuple[str, Any]]:
+    """``(key, value)`` pairs from ``--set key=value``; a malformed one is a one-line error."""
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r} is not key=value: write e.g. --set learning_rate=1e-4")
-        pairs.append((key.strip(), parse_value(value), "--set"))
+        pairs.append((key.strip(), parse_value(value)))
     return pairs
 
 

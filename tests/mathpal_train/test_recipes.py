@@ -91,7 +91,11 @@ def test_origins_name_the_variable_or_flag_as_the_user_wrote_it():
     _, applied = resolve_recipe(
         {"max_steps": 10},
         {"BATCH_SIZE": "0", "LEARNING_RATE": "-1"},
-        [("max_steps", 0, "--max-steps"), *parse_set(["lora_r=abc", "bnb_config_kwargs.x=1"]), ("seed", 1)],
+        [
+            ("max_steps", 0, "--max-steps"),
+            *[(key, value, "--set") for key, value in parse_set(["lora_r=abc", "bnb_config_kwargs.x=1"])],
+            ("seed", 1),
+        ],
     )
     assert origins(applied) == {
         "learning_rate": "LEARNING_RATE=-1",

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import write_recipe_inputs
-
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 # Where every run writes: each recipe has its own.
 OWN_PLACES = {"output_dir", "dataset_prepared_path"}
@@ -47,7 +45,7 @@ def test_the_check_would_catch_a_drifted_key(tmp_path):
     assert {key for key in production if production[key] != other.get(key)} == VARIANT_KEYS["e4b.yml"] | {"lora_r"}
 
 
-def test_the_8bit_alternative_in_production_comments_validates(tmp_path, monkeypatch, tiny_model_dir):
+def test_the_8bit_alternative_in_production_comments_validates(tmp_path, monkeypatch):
     """The commented 8-bit variant, applied with `mathpal train`'s own override machinery, passes
     Axolotl's schema and our checks, and the two ways the comments give it are the same change."""
     from mathpal_train.memory import estimate_peak, model_shape, settings_from_recipe
@@ -59,9 +57,11 @@ def test_the_8bit_alternative_in_production_comments_validates(tmp_path, monkeyp
     sets = parse_set(command.split("--set ")[1:])
     block = text.split("# or these three lines", 1)[1].split("# Caveats", 1)[0].splitlines()[1:]
     lines = yaml.safe_load("\n".join(line.removeprefix("# ") for line in block))
-    assert lines == {key: value for key, value, _ in sets}  # the three lines say what the command says
+    assert lines == dict(sets)  # the three lines say what the command says
     monkeypatch.chdir(tmp_path)
-    write_recipe_inputs(tmp_path, tiny_model_dir)
+    (tmp_path / "data").mkdir()
+    for name in ("train", "validation"):
+        (tmp_path / "data" / f"{name}.jsonl").write_text('{"messages": []}\n')
     production = load("production.yml")
     eight_bit, applied = resolve_recipe(production, {}, sets)
     assert [key for key, _, _ in applied] == ["load_in_4bit", "load_in_8bit", "adapter"]
