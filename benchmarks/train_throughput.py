@@ -470,8 +470,11 @@ def production_argv(
     model_dir: Path, out: Path, steps: int, gpus: int = 1, flags: tuple[str, ...] = (), sets: list[str] | tuple = ()
 ) -> list[str]:
     """`mathpal train recipes/production.yml` as every GPU benchmark runs it: the random model, its own
-    output folder, a log line per step, then the run's own ``flags`` and ``--set`` changes."""
-    argv = [sys.executable, "-m", "mathpal_cli", "train", str(REPO / "recipes" / "production.yml")]
+    output folder, a log line per step, then the run's own ``flags`` and ``--set`` changes.
+
+    ``--debug`` shows the job's whole output: the benchmarks time and read lines that the quiet
+    terminal leaves to the log (Axolotl's "Starting trainer", the resume line, the plugin's lines)."""
+    argv = [sys.executable, "-m", "mathpal_cli", "train", str(REPO / "recipes" / "production.yml"), "--debug"]
     argv += ["--num-gpus", str(gpus), *flags, "--max-steps", str(steps)]
     for change in (f"base_model={model_dir}", f"output_dir={out}", "logging_steps=1", *sets):
         argv += ["--set", change]

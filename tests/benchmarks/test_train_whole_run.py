@@ -44,6 +44,7 @@ def test_the_runs_use_the_shipped_recipe_with_only_the_schedule_changed(tmp_path
     args = argparse.Namespace(steps=120, learning_rate=2e-3, save_steps=40, logging_steps=5)
     argv = whole_run_argv(tmp_path / "m", tmp_path / "out", args, ["gemma3n_fused_loss=false"])
     assert argv[2:5] == ["mathpal_cli", "train", argv[4]] and argv[4].endswith("recipes/production.yml")
+    assert argv[5] == "--debug"  # the whole output: the benchmarks time and read lines the quiet terminal hides
     sets = dict(parse_set([argv[i + 1] for i, a in enumerate(argv) if a == "--set"]))
     # production_argv's logging_steps=1 first, then the benchmark's own, which wins as the last --set does
     assert [a for a in argv if a.startswith("logging_steps=")] == ["logging_steps=1", "logging_steps=5"]
