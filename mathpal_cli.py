@@ -26,8 +26,8 @@ from rich.console import Console
 
 from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
 from evals.generate import DECODINGS
+from mathpal_common.terminal import echo, outlive_closed_pipe
 from mathpal_train import launch
-from mathpal_train.terminal import echo, outlive_closed_pipe
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR
 
 app = typer.Typer(
@@ -80,7 +80,7 @@ def seed_qdrant(
     seed: Annotated[int, typer.Option(help="Seed of the sample corpus generator.")] = 5,
 ) -> None:
     """Load the bundled sample corpus into Qdrant as MathPal feature-pipeline points."""
-    from mathpal_train.demo.points import seed_collection
+    from mathpal_commands.demo.points import seed_collection
 
     try:
         echo(console, seed_collection(qdrant_path, qdrant_url, collection, problems, seed))
@@ -121,7 +121,7 @@ def prepare_data(
 ) -> None:
     """Export a Qdrant collection to chat JSONL train/validation/test splits and a manifest."""
     from dataprep.pipeline import ExportSettings, export_collection, read_system_prompt
-    from mathpal_train.terminal import progress_display
+    from mathpal_common.terminal import progress_display
 
     try:
         settings = ExportSettings(
@@ -155,7 +155,7 @@ def tiny_model(
     debug: Debug = False,
 ) -> None:
     """Build a tiny random-weight Gemma-3n with a tokenizer trained on the data (for CPU runs)."""
-    from mathpal_train.terminal import library_noise
+    from mathpal_common.terminal import library_noise
     from mathpal_train.tiny_model import corpus_texts, write_tiny_model
 
     try:
@@ -181,9 +181,9 @@ def validate(
     debug: Debug = False,
 ) -> None:
     """Check a recipe offline (Axolotl's schema, unknown keys, files, secrets); summarise the run and its memory."""
+    from mathpal_common.terminal import library_noise
     from mathpal_train.memory import memory_lines
     from mathpal_train.recipes import origins
-    from mathpal_train.terminal import library_noise
     from mathpal_train.validate import validate_recipe
 
     try:
@@ -245,9 +245,9 @@ def train(
     ] = False,
 ) -> None:
     """Train with Axolotl: validate, apply overrides, then run `accelerate launch -m axolotl.cli.train`."""
+    from mathpal_common.terminal import library_noise
     from mathpal_train.memory import memory_lines
     from mathpal_train.recipes import quick_test_overrides, resolved_recipe_text
-    from mathpal_train.terminal import library_noise
     from mathpal_train.trained_run import run_training
 
     try:
@@ -317,8 +317,8 @@ def ask(
     debug: Debug = False,
 ) -> None:
     """Ask the trained tutor: the answer streams as it is generated, then the final answer it gives."""
-    from mathpal_train import tutor
-    from mathpal_train.terminal import library_noise, stream_writer
+    from mathpal_commands import ask as tutor
+    from mathpal_common.terminal import library_noise, stream_writer
 
     write = stream_writer(console)
     try:
@@ -356,8 +356,8 @@ def merge(
     debug: Debug = False,
 ) -> None:
     """Merge a run's LoRA adapter into its base model: one folder of weights, tokenizer and chat template."""
+    from mathpal_common.terminal import library_noise
     from mathpal_train.merge import merge_adapter
-    from mathpal_train.terminal import library_noise
 
     try:
         with library_noise(debug):
@@ -392,7 +392,7 @@ def eval_(
     """Answer a test split, grade the final answers and write a report (and a CometML log)."""
     from evals.evaluate import EvalSettings, run_eval
     from evals.report import summary_items
-    from mathpal_train.terminal import library_noise, progress_display
+    from mathpal_common.terminal import library_noise, progress_display
 
     settings = EvalSettings(
         model=model,
@@ -451,7 +451,7 @@ def demo(
     debug: Debug = False,
 ) -> None:
     """Run the whole pipeline on a CPU: seed Qdrant, prepare data, tiny model, train, eval."""
-    from mathpal_train.demo.run import run_demo
+    from mathpal_commands.demo.run import run_demo
 
     try:
         run_demo(console, max_steps, eval_limit, max_new_tokens, recipe, debug)

@@ -86,7 +86,7 @@ def build_random_model(config, device: str, dtype, seed: int = 0):
 def sample_examples(count: int, seed: int = 5) -> list[dict[str, Any]]:
     """``count`` chat examples (system prompt + question) from the bundled sample corpus."""
     from dataprep.export import DEFAULT_SYSTEM_PROMPT
-    from mathpal_train.demo.corpus import generate_problems
+    from mathpal_commands.demo.corpus import generate_problems
 
     return [
         {"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": p.question}]}
@@ -96,7 +96,7 @@ def sample_examples(count: int, seed: int = 5) -> list[dict[str, Any]]:
 
 def tiny_checkpoint(workdir: Path) -> Path:
     """The tiny Gemma-3n of ``mathpal tiny-model``, built from the sample corpus into ``workdir``."""
-    from mathpal_train.demo.corpus import generate_problems
+    from mathpal_commands.demo.corpus import generate_problems
     from mathpal_train.tiny_model import write_tiny_model
 
     texts = [text for p in generate_problems(400, 5) for text in (p.question, p.solution)]

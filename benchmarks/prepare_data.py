@@ -2,7 +2,7 @@
 
 Builds (once, cached under ``.mathpal/bench/``) a local Qdrant collection of
 crawl-like points from the sample corpus (chunked problems, HTML, NFD, re-crawled
-duplicates; ``mathpal_train/demo/points.py``), payload-only by default as the issue's
+duplicates; ``mathpal_commands/demo/points.py``), payload-only by default as the issue's
 reference numbers are, with ``--vectors`` the 128-d vectors of the sample collection.
 Then, each in a fresh Python process, ``--rounds`` times:
 
@@ -60,7 +60,7 @@ def build_store(folder: Path, points: int, vectors: bool) -> None:
 
     from qdrant_client import QdrantClient, models
 
-    from mathpal_train.demo.points import point_id, point_vector, sample_points
+    from mathpal_commands.demo.points import point_id, point_vector, sample_points
 
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
     started = time.perf_counter()

@@ -67,7 +67,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mathpal_train.atomic_files import write_text_atomic
+from mathpal_common.atomic_files import write_text_atomic
 from mathpal_train.train_log import metric_dicts, train_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def build_model(shape: str, out: Path, texts: list[str]) -> Path:
 
 def write_data(work: Path, n: int) -> tuple[list[dict], list[str]]:
     """Chat rows in our JSONL format, from the sample corpus, at the recipe's data/ path."""
-    from mathpal_train.demo.corpus import generate_problems
+    from mathpal_commands.demo.corpus import generate_problems
 
     rows = []
     for i, p in enumerate(generate_problems(n, seed=11)):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from benchmarks.train_multi_gpu import processes_with, run
 from benchmarks.train_throughput import PRODUCTION_VARIANTS, build_model, fresh_output_dir, production_argv, write_data
-from mathpal_train.atomic_files import write_text_atomic
+from mathpal_common.atomic_files import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LEARNING_RATE = {"tiny": 2e-3, "e2b": 1e-3}

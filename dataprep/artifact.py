@@ -5,10 +5,10 @@ versioned Comet ``Artifact`` of type ``dataset``, named after the collection.
 Without a key the run is recorded in an offline archive (``comet upload FILE.zip``
 sends it later).  comet_ml cannot log an artifact offline, so the archive carries
 the same four files as assets tagged with the artifact's name, type and sha256
-(``mathpal_train.comet.log_artifact``), plus the counts as metrics; rerun with a key
+(``mathpal_common.comet.log_artifact``), plus the counts as metrics; rerun with a key
 to create the artifact itself.  The manifest's own sha256 is in the metadata: a model
 artifact names the export it trained on by it.  Online or
-offline is ``mathpal_train.comet``'s decision (a key whose server does not answer goes
+offline is ``mathpal_common.comet``'s decision (a key whose server does not answer goes
 offline too, and the line says why).
 """
 
@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mathpal_train.comet import COMET_PROJECT, end_experiment, flatten_metrics, log_artifact, start_experiment
+from mathpal_common.comet import COMET_PROJECT, end_experiment, flatten_metrics, log_artifact, start_experiment
 
 DEFAULT_OFFLINE_DIR = Path("reports/prepare-data/comet")
 ARTIFACT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "manifest.json")

@@ -15,7 +15,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from mathpal_train.notation import find_labelled_answer
+from mathpal_common.notation import find_labelled_answer
 
 QUESTION_MARK = "### QUESTION:"
 SOLUTION_MARK = "#### SOLUTION:"
@@ -146,7 +146,7 @@ def split_content(content: str) -> tuple[str, str]:
 
 
 def reference_answer(solution: str) -> str | None:
-    """The final answer of a reference solution: its last labelled line (``mathpal_train.notation``)."""
+    """The final answer of a reference solution: its last labelled line (``mathpal_common.notation``)."""
     return find_labelled_answer(solution)
 
 

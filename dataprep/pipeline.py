@@ -52,7 +52,7 @@ from dataprep.export import (
     write_splits,
 )
 from dataprep.splits import SPLIT_SALT, check_fractions
-from mathpal_train.atomic_files import check_writable, staged_dir
+from mathpal_common.atomic_files import check_writable, staged_dir
 
 # Points per message to the worker: small enough that it starts on a page before the
 # page is fully sent, large enough that pickling overhead stays negligible.
@@ -521,7 +521,7 @@ def export_collection(
     is renamed into place, so a failure there keeps the previous export.
     """
     from dataprep.qdrant_source import describe_source, open_source
-    from mathpal_train.terminal import StageBars
+    from mathpal_common.terminal import StageBars
 
     where = describe_source(qdrant_path, qdrant_url)
     source = {"qdrant": where, "mode": "server" if qdrant_url else "local"}

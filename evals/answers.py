@@ -5,7 +5,7 @@ decimal comma (``12,5``), dot or space thousands separators (``1.200``, ``1 200`
 after the number (``72 học sinh``, ``2,75 m²``).  Off-the-shelf graders such as math-verify read
 ``1.200`` as 1.2 and ``\\boxed{12,5}`` as the set {12, 5}, so we normalise first and compare
 numbers ourselves; math-verify is only used for answers that are expressions, not plain numbers.
-The label and the number notation are ``mathpal_train.notation``'s, shared with data prep.
+The label and the number notation are ``mathpal_common.notation``'s, shared with data prep.
 
 Typical use::
 
@@ -20,7 +20,7 @@ import math
 import re
 import unicodedata
 
-from mathpal_train.notation import (
+from mathpal_common.notation import (
     VALUE_RE,
     Number,
     find_labelled_answer,

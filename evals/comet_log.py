@@ -1,7 +1,7 @@
 """Log an evaluation to CometML: its metrics, parameters, samples table, chart and report files.
 
 Where it goes (online with ``COMET_API_KEY`` and a reachable server, else an offline archive
-that ``comet upload <zip>`` sends later) is ``mathpal_train.comet``'s decision, shared with
+that ``comet upload <zip>`` sends later) is ``mathpal_common.comet``'s decision, shared with
 training and data exports.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mathpal_train.comet import COMET_PROBE_TIMEOUT_S, COMET_PROJECT, end_experiment, flatten_metrics, start_experiment
+from mathpal_common.comet import COMET_PROBE_TIMEOUT_S, COMET_PROJECT, end_experiment, flatten_metrics, start_experiment
 
 SAMPLES_TABLE = "samples.csv"
 # Columns of the samples table, in order (prediction last: it is the long one).

@@ -30,7 +30,7 @@ from evals.generate import Decoding, Generation, generate_answers, load_model
 from evals.metrics import METRICS, aggregate, score_answer
 from evals.report import write_report
 from evals.stats import compare_paired
-from mathpal_train.atomic_files import WriteError, check_writable, sweep_killed
+from mathpal_common.atomic_files import WriteError, check_writable, sweep_killed
 from mathpal_train.trained_run import check_adapter, experiment_key_of
 
 # The fields of one prediction (the input of ``mathpal score``, and what ``eval`` produces).

@@ -12,7 +12,7 @@ from statistics import mean
 from typing import Any
 
 from evals.answers import answers_match, extract_final_answer, parse_number
-from mathpal_train.notation import find_numbers, has_answer_label, normalise_symbols, number_at
+from mathpal_common.notation import find_numbers, has_answer_label, normalise_symbols, number_at
 
 METRICS = ("accuracy", "relevance", "completeness", "clarity")
 
@@ -21,7 +21,7 @@ _EQUALS_RE = re.compile(r"=\s*")
 
 
 def numbers_in(text: str) -> list[float]:
-    """Every number in ``text``, read in Vietnamese notation (``mathpal_train.notation``), unscaled."""
+    """Every number in ``text``, read in Vietnamese notation (``mathpal_common.notation``), unscaled."""
     return [number.raw for number in find_numbers(normalise_symbols(text))]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from evals.chart import CHART_FILE, write_accuracy_chart
 from evals.metrics import METRICS
-from mathpal_train.atomic_files import staged_dir
+from mathpal_common.atomic_files import staged_dir
 
 REPORT_FILES = ("metrics.json", "samples.jsonl", "report.md", CHART_FILE)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathpal_train import comet
+from mathpal_common import comet
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, origins, parse_set, resolve_recipe
 from mathpal_train.run_folder import PENDING_DIR
 
@@ -374,7 +374,7 @@ class _Copy:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
         except (OSError, ValueError):  # the reader went away (| head, a closed ssh): training goes on
-            from mathpal_train.terminal import silence_stdout
+            from mathpal_common.terminal import silence_stdout
 
             self.terminal = False
             silence_stdout()

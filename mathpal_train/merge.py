@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from mathpal_train.atomic_files import check_writable, staged_dir
+from mathpal_common.atomic_files import check_writable, staged_dir
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME
 from mathpal_train.run_state import RUN_RECORD
 from mathpal_train.trained_run import check_adapter

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.artifact import artifact_name
-from mathpal_train.comet import COMET_PROJECT, end_experiment, log_artifact, start_experiment
+from mathpal_common.comet import COMET_PROJECT, end_experiment, log_artifact, start_experiment
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME
 from mathpal_train.run_state import RUN_RECORD
 from mathpal_train.trained_run import TrainedRun, dataset_manifest

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mathpal_train.atomic_files import check_writable, write_error, write_text_atomic
+from mathpal_common.atomic_files import check_writable, write_error, write_text_atomic
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME
 from mathpal_train.run_state import RUN_RECORD, read_record, write_record
 

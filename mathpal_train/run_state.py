@@ -31,7 +31,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from mathpal_train.atomic_files import write_text_atomic
+from mathpal_common.atomic_files import write_text_atomic
 
 # The run's record: what `mathpal train` launched (written before the job starts, see
 # mathpal_train.trained_run) and, written last by RunStatePlugin, that it finished.

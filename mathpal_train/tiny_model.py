@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from mathpal_train.atomic_files import check_writable, staged_dir
+from mathpal_common.atomic_files import check_writable, staged_dir
 
 DEFAULT_TINY_MODEL_DIR = Path(".mathpal/tiny-gemma3n")
 

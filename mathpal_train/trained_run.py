@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from mathpal_common.atomic_files import open_to_umask
 from mathpal_train import run_folder
-from mathpal_train.atomic_files import open_to_umask
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, resolved_recipe_text
 from mathpal_train.run_state import RUN_RECORD, adapter_problem, file_sha256, read_record, write_record
 from mathpal_train.training_data import local_datasets, prepared_path
@@ -203,7 +203,7 @@ def start_record(recipe: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     archive after the key and a suffix drawn after the trainer seeds ``random``, so a
     second launch under the same key would overwrite the first one's archive.
     """
-    from mathpal_train.comet import COMET_PROJECT, new_experiment_key
+    from mathpal_common.comet import COMET_PROJECT, new_experiment_key
 
     comet = None
     if recipe.get("use_comet"):

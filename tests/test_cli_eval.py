@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import mathpal_cli
 from mathpal_cli import app
-from mathpal_train.comet import flatten_metrics, read_offline_assets, read_offline_metrics
+from mathpal_common.comet import flatten_metrics, read_offline_assets, read_offline_metrics
 
 runner = CliRunner()
 

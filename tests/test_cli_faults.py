@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mathpal_train.comet import read_offline_assets
+from mathpal_common.comet import read_offline_assets
 from tests.conftest import write_recipe_inputs
 from tests.test_cli_eval import score_rows, write_jsonl
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import mathpal_cli
 from mathpal_cli import app
-from mathpal_train.comet import ARTIFACT_METADATA
+from mathpal_common.comet import ARTIFACT_METADATA
 from tests.dataprep.conftest import _point, eid, seed_store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mathpal_train.comet import flatten_metrics, read_offline_key, read_offline_metrics
+from mathpal_common.comet import flatten_metrics, read_offline_key, read_offline_metrics
 from mathpal_train.train_log import eval_loss_history
 
 REPO = Path(__file__).resolve().parents[1]

@@ -174,7 +174,7 @@ def seed_store(folder, payloads: list[dict[str, Any]], collection: str = "vector
     """
     from qdrant_client import QdrantClient, models
 
-    from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
+    from mathpal_commands.demo.embedding import EMBEDDING_DIM, hash_embedding
 
     client = QdrantClient(path=str(folder))
     try:
@@ -219,7 +219,7 @@ def near_duplicate_pair() -> tuple[tuple[str, str], tuple[str, str], float]:
     """Two problems one number apart: the first hashes into train, the second into validation/test
     (at CRAWL_FRACTIONS), and their stored vectors have cosine >= 0.975; plus that cosine."""
     from dataprep.payloads import normalise_question
-    from mathpal_train.demo.embedding import hash_embedding
+    from mathpal_commands.demo.embedding import hash_embedding
 
     def split(q: str) -> str:
         return assign_split(normalise_question(q), **CRAWL_FRACTIONS)
@@ -242,7 +242,7 @@ def near_duplicate_pair() -> tuple[tuple[str, str], tuple[str, str], float]:
 def crawl_payloads(corpus: dict[str, Any]) -> dict[str, Any]:
     """The ``corpus`` entries plus 40 sample-corpus problems, a near-duplicate pair and one entry
     per reject reason; with the entry ids and what the export of it must count."""
-    from mathpal_train.demo.corpus import generate_problems
+    from mathpal_commands.demo.corpus import generate_problems
 
     points = list(corpus["points"])
     fillers = [

@@ -29,7 +29,7 @@ from dataprep.export import (
     to_example,
 )
 from dataprep.payloads import Problem, clean_text, merge_overlap, normalise_question, question_key, reference_answer
-from mathpal_train.demo.points import sample_points
+from mathpal_commands.demo.points import sample_points
 from tests.dataprep.conftest import eid
 
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
@@ -110,7 +110,7 @@ def test_question_key_of_a_cleaned_question_equals_normalise_question(texts):
 
 
 def test_reference_answer_keeps_the_colon_rule_on_the_corpus(texts):
-    """The label rule grew (``mathpal_train.notation``: ``là``, bare and alone forms, ``__``
+    """The label rule grew (``mathpal_common.notation``: ``là``, bare and alone forms, ``__``
     emphasis); on the sample corpus, which writes ``Đáp số: …``, it reads what the colon rule read.
     The new forms are tested in tests/mathpal_train/test_notation.py."""
     corpus = texts[:-20_000]

@@ -25,7 +25,7 @@ from dataprep.payloads import normalise_question
 from dataprep.pipeline import ExportError, ExportSettings, run_export
 from dataprep.qdrant_source import SourceError, open_client, open_source, page_sizes
 from dataprep.splits import SPLITS
-from mathpal_train.demo.embedding import hash_embedding
+from mathpal_commands.demo.embedding import hash_embedding
 from tests.dataprep.conftest import (
     CRAWL_FILTERS,
     CRAWL_FRACTIONS,

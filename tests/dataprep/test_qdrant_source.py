@@ -16,7 +16,7 @@ from dataprep.qdrant_source import (
     upsert_payloads,
 )
 from dataprep.splits import SPLITS
-from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
+from mathpal_commands.demo.embedding import EMBEDDING_DIM, hash_embedding
 from tests.dataprep.conftest import build_splits, eid, jsonl_bytes, scroll_payloads
 
 COLLECTION = "vector_exams_test"

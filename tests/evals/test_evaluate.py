@@ -11,7 +11,7 @@ import pytest
 
 from evals import evaluate
 from evals.evaluate import pair_rows, read_examples, read_predictions, report_predictions, run_score
-from mathpal_train.comet import flatten_metrics, read_offline_metrics
+from mathpal_common.comet import flatten_metrics, read_offline_metrics
 
 REFERENCE = (
     "Số học sinh nữ là:\n40 × 3 : 5 = 24 (học sinh)\nSố học sinh nam là:\n40 - 24 = 16 (học sinh)\nĐáp số: 16 học sinh"

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from evals.generate import generate_batch, load_model
 from mathpal_cli import app
+from mathpal_commands.ask import load_tutor
 from mathpal_train.merge import merge_adapter
-from mathpal_train.tutor import load_tutor
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pytest
 
 from dataprep.artifact import log_dataset_artifact
 from evals.evaluate import EvalSettings, run_eval
-from mathpal_train.comet import (
+from mathpal_common.comet import (
     ARTIFACT_METADATA,
     COMET_PROJECT,
     QUIET_EXPERIMENT,

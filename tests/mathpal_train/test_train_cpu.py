@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.train_multi_gpu import processes_with
-from mathpal_train.comet import ARTIFACT_METADATA, read_offline_assets, read_offline_key, read_offline_others
+from mathpal_common.comet import ARTIFACT_METADATA, read_offline_assets, read_offline_key, read_offline_others
 from mathpal_train.run_state import adapter_problem, checkpoint_state, checkpoints, read_marker, read_record
 
 REPO = Path(__file__).resolve().parents[2]

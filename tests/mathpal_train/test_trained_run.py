@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dataprep.export import DEFAULT_SYSTEM_PROMPT
-from mathpal_train.comet import read_offline_key, read_offline_others
+from mathpal_common.comet import read_offline_key, read_offline_others
 from mathpal_train.launch import PreparedRun
 from mathpal_train.run_state import RUN_RECORD, read_record
 from mathpal_train.trained_run import (

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from mathpal_train import atomic_files
-from mathpal_train.atomic_files import staged_dir, write_text_atomic
+from mathpal_common import atomic_files
+from mathpal_common.atomic_files import staged_dir, write_text_atomic
 
 
 def snapshot(folder):

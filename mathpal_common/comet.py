@@ -191,7 +191,7 @@ def end_experiment(run: CometRun) -> Path | None:
     comet_ml reports a failed archive write (a full disk) only in its log, so the archive is
     read back here: a missing or unreadable one is a ``WriteError``, never a silent success.
     """
-    from mathpal_train.atomic_files import WriteError
+    from mathpal_common.atomic_files import WriteError
 
     key = run.experiment.get_key()
     run.experiment.end()

@@ -13,9 +13,9 @@ import unicodedata
 import uuid
 from typing import Any
 
-from mathpal_train.demo.corpus import Problem, generate_problems, to_content
-from mathpal_train.demo.embedding import hash_embedding
-from mathpal_train.notation import ANSWER_LABEL
+from mathpal_commands.demo.corpus import Problem, generate_problems, to_content
+from mathpal_commands.demo.embedding import hash_embedding
+from mathpal_common.notation import ANSWER_LABEL
 
 SOURCE = "mathpal-sample-corpus"
 CRAWLED_AT = "2025-06-01T00:00:00Z"

@@ -1,4 +1,4 @@
-"""Tests for mathpal_train.demo.points: the messy sample collection and its point ids/vectors."""
+"""Tests for mathpal_commands.demo.points: the messy sample collection and its point ids/vectors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from dataprep.payloads import clean_text, join_chunks, normalise_question, split_content
 from dataprep.qdrant_source import open_client, recreate_collection, upsert_payloads
 from dataprep.splits import SPLITS
-from mathpal_train.demo.corpus import generate_problems, to_content
-from mathpal_train.demo.embedding import EMBEDDING_DIM, hash_embedding
-from mathpal_train.demo.points import (
+from mathpal_commands.demo.corpus import generate_problems, to_content
+from mathpal_commands.demo.embedding import EMBEDDING_DIM, hash_embedding
+from mathpal_commands.demo.points import (
     CHUNK_OVERLAP,
     CHUNK_SIZE,
     chunk_text,

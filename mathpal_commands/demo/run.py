@@ -21,13 +21,13 @@ from dataprep.pipeline import ExportSettings, export_collection
 from dataprep.qdrant_source import DEFAULT_COLLECTION, DEFAULT_QDRANT_PATH
 from evals.evaluate import EvalSettings, run_eval
 from evals.report import summary_items
-from mathpal_train.demo.points import seed_collection
+from mathpal_commands.ask import ask_all, load_tutor, questions_from_file
+from mathpal_commands.demo.points import seed_collection
+from mathpal_common.terminal import echo, library_noise, progress_display, stream_writer
 from mathpal_train.launch import plan_launch, prepare_run
-from mathpal_train.terminal import echo, library_noise, progress_display, stream_writer
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR, corpus_texts, write_tiny_model
 from mathpal_train.train_log import eval_loss_history
 from mathpal_train.trained_run import run_training
-from mathpal_train.tutor import ask_all, load_tutor, questions_from_file
 
 DEMO_RECIPE = Path("recipes/smoke.yml")
 DATA_DIR = Path("data")

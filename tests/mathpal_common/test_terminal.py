@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 
-from mathpal_train.terminal import library_noise
+from mathpal_common.terminal import library_noise
 
 
 def test_library_noise_hides_warnings_and_logs_below_error_unless_debugging(caplog):

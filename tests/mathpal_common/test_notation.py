@@ -11,7 +11,7 @@ import pytest
 from dataprep.payloads import Piece, Rejected, assemble_problem
 from evals.answers import answers_match, extract_final_answer
 from evals.metrics import clarity_checks
-from mathpal_train.notation import find_labelled_answer, find_numbers, format_fraction, format_number, has_answer_label
+from mathpal_common.notation import find_labelled_answer, find_numbers, format_fraction, format_number, has_answer_label
 
 QUESTION = "### QUESTION: Lan có 5 quả cam, mẹ cho thêm 7 quả. Hỏi Lan có bao nhiêu quả cam?\n#### SOLUTION: "
 STEPS = "Số quả cam Lan có là:\n5 + 7 = 12 (quả)\n"

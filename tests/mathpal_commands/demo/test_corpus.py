@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from mathpal_train.demo import corpus as sample_corpus
-from mathpal_train.demo.corpus import (
+from mathpal_commands.demo import corpus as sample_corpus
+from mathpal_commands.demo.corpus import (
     TEMPLATES,
     TOPICS,
     Draft,
@@ -334,7 +334,7 @@ def test_output_does_not_depend_on_string_hashing(corpus, hash_seed):
     """Set/dict order changes with PYTHONHASHSEED; the corpus must not."""
     code = (
         "import hashlib, json; from dataclasses import asdict;"
-        "from mathpal_train.demo.corpus import generate_problems;"
+        "from mathpal_commands.demo.corpus import generate_problems;"
         "p = json.dumps([asdict(x) for x in generate_problems()], ensure_ascii=False, sort_keys=True);"
         "print(hashlib.sha256(p.encode('utf-8')).hexdigest())"
     )

@@ -1,4 +1,4 @@
-"""mathpal_train.comet with the real comet_ml: the server probe, the online/offline decision, a job's settings.
+"""mathpal_common.comet with the real comet_ml: the server probe, the online/offline decision, a job's settings.
 
 No network: "servers" are sockets on 127.0.0.1 that this test opens (or a port it closed).
 """
@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from mathpal_train.comet import (
+from mathpal_common.comet import (
     end_experiment,
     flatten_metrics,
     job_env,

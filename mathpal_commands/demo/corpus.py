@@ -9,7 +9,7 @@ crawled exam problems it stands in for and, above all, be right.  Hence:
   that results are clean: integers, short decimals or reduced fractions;
 * numbers are written in Vietnamese notation, which the downstream grader parses: decimal
   comma (``12,5``), dot thousands separator (``1.200``), ``a/b`` fractions, ``25%``,
-  ``×`` for multiplication and ``:`` for division (``mathpal_train.notation.format_number``);
+  ``×`` for multiplication and ``:`` for division (``mathpal_common.notation.format_number``);
 * every solution is step by step and ends with the line ``Đáp số: <answer>``;
 * the same ``(n, seed)`` always gives the same problems, byte for byte.
 
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from mathpal_train.notation import MAX_DECIMALS, answer_line, decimal_places, format_fraction, format_number
+from mathpal_common.notation import MAX_DECIMALS, answer_line, decimal_places, format_fraction, format_number
 
 __all__ = ["TOPICS", "TEMPLATES", "Draft", "Problem", "Template", "generate_problems", "make_problem", "to_content"]
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from evals.generate import generate_batch
 from mathpal_cli import app
-from mathpal_train.tutor import ask, conversation, load_tutor, questions_from_file
+from mathpal_commands.ask import ask, conversation, load_tutor, questions_from_file
 from tests.conftest import SYSTEM
 
 runner = CliRunner()
