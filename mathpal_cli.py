@@ -245,54 +245,30 @@ def train(
     ] = False,
 ) -> None:
     """Train with Axolotl: validate, apply overrides, then run `accelerate launch -m axolotl.cli.train`."""
-    from mathpal_common.terminal import library_noise
-    from mathpal_train.memory import memory_lines
-    from mathpal_train.recipes import quick_test_overrides, resolved_recipe_text
-    from mathpal_train.trained_run import run_training
+    from mathpal_train.train_job import Say, TrainOptions
+    from mathpal_train.train_job import train as train_run
 
+    options = TrainOptions(
+        num_gpus=num_gpus,
+        deepspeed=deepspeed,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        experiment_name=experiment_name,
+        quick_test=quick_test,
+        debug=debug,
+        sets=set_,
+        num_machines=num_machines,
+        machine_rank=machine_rank,
+        main_process_ip=main_process_ip,
+        main_process_port=main_process_port,
+        dry_run=dry_run,
+    )
+    say = Say(lambda *lines: echo(console, *lines), print_warning, print_overrides, print_error)
     try:
-        plan = launch.plan_launch(
-            num_gpus,
-            deepspeed,
-            num_machines=num_machines,
-            machine_rank=machine_rank,
-            main_process_ip=main_process_ip,
-            main_process_port=main_process_port,
-            check_visible=not dry_run,
-        )
-        flags = quick_test_overrides() if quick_test else []
-        flags += [
-            (key, value, option)
-            for key, value, option in (
-                ("max_steps", max_steps, "--max-steps"),
-                ("learning_rate", learning_rate, "--learning-rate"),
-            )
-            if value is not None
-        ]
-        if experiment_name:
-            flags.append(("comet_experiment_config", {"name": experiment_name}, "--experiment-name"))
-        with library_noise(debug):
-            run = launch.prepare_run(recipe, plan, flags, set_, check_folder=not dry_run)
-            memory, warning = memory_lines(run.resolved, plan.processes)
-    except ValueError as err:  # LaunchError, RecipeError, a bad recipe file or --set
+        code = train_run(recipe, options, say)
+    except ValueError as err:  # LaunchError, RecipeError, a bad recipe file or --set, the folder in use
         raise fail(str(err)) from None
-    print_overrides(run.applied)
-    echo(console, memory[0], f"resolved recipe: {run.resolved_path}", " ".join(run.argv))
-    for note in [*run.summary.notes, warning]:
-        print_warning(note)
-    if dry_run:
-        echo(console, "dry run: nothing written, nothing launched; the resolved recipe would be:")
-        echo(console, resolved_recipe_text(run.resolved, run.output_dir))
-        return
-    echo(console, f"log: {run.log_path}")
-    try:
-        outcome = run_training(run, debug, note=print_warning)
-    except ValueError as err:  # the folder is in use, or cannot be written
-        raise fail(str(err)) from None
-    echo(console, *outcome.lines)
-    if outcome.error:
-        print_error(outcome.error)
-    raise typer.Exit(code=outcome.code)
+    raise typer.Exit(code=code)
 
 
 # --------------------------------------------------------------------------- after training
@@ -372,7 +348,12 @@ def merge(
 
 @app.command("eval")
 def eval_(
-    model: Annotated[str, typer.Option(help="Base model folder or hub id.")] = str(DEFAULT_TINY_MODEL_DIR),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Base model folder or hub id (default: the --adapter run's own base model, else the tiny demo model)."
+        ),
+    ] = None,
     adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (a recipe's output_dir).")] = None,
     baseline: Annotated[bool, typer.Option(help="Also evaluate the base model without the adapter.")] = False,
     data: Annotated[Path, typer.Option(help="Prepared JSONL split.")] = DEFAULT_DATA_DIR / "test.jsonl",
@@ -392,10 +373,11 @@ def eval_(
     """Answer a test split, grade the final answers and write a report (and a CometML log)."""
     from evals.evaluate import EvalSettings, run_eval
     from evals.report import summary_items
+    from mathpal_commands.evaluate import eval_settings
     from mathpal_common.terminal import library_noise, progress_display
 
     settings = EvalSettings(
-        model=model,
+        model=model or "",
         data=Path(data),
         adapter=str(adapter) if adapter else None,
         baseline=baseline,
@@ -405,10 +387,9 @@ def eval_(
         decoding=decoding.value,
         report_dir=report_dir,
         comet=not no_comet,
-        allow_unfinished=allow_unfinished,
-        allow_other_base=allow_other_base,
     )
     try:
+        settings = eval_settings(settings, model, allow_unfinished, allow_other_base)
         with library_noise(debug), progress_display(console) as progress:
             path, metrics = run_eval(settings, progress)
     except ValueError as err:

@@ -85,8 +85,8 @@ def build_random_model(config, device: str, dtype, seed: int = 0):
 
 def sample_examples(count: int, seed: int = 5) -> list[dict[str, Any]]:
     """``count`` chat examples (system prompt + question) from the bundled sample corpus."""
-    from dataprep.export import DEFAULT_SYSTEM_PROMPT
     from mathpal_commands.demo.corpus import generate_problems
+    from mathpal_common.prompt import DEFAULT_SYSTEM_PROMPT
 
     return [
         {"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": p.question}]}

@@ -14,20 +14,14 @@ offline too, and the line says why).
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 from typing import Any
 
-from mathpal_common.comet import COMET_PROJECT, end_experiment, flatten_metrics, log_artifact, start_experiment
+from mathpal_common.atomic_files import file_sha256
+from mathpal_common.comet import COMET_PROJECT, CometRun, artifact_name, flatten_metrics, log_artifact, log_session
 
 DEFAULT_OFFLINE_DIR = Path("reports/prepare-data/comet")
 ARTIFACT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "manifest.json")
-
-
-def artifact_name(collection: str) -> str:
-    """``mathpal-<collection>``, with characters Comet does not allow in names replaced by ``-``."""
-    return "mathpal-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", collection).strip("-")
 
 
 def artifact_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -40,20 +34,15 @@ def log_dataset_artifact(
 ) -> str:
     """Log the export in ``folder``; returns a line saying where it went (artifact or archive)."""
     name = artifact_name(manifest["source"]["collection"])
-    run = start_experiment(offline_dir, project)
-    experiment = run.experiment
-    experiment.set_name(f"prepare-data {manifest['source']['collection']}")
-    experiment.log_parameters({"collection": manifest["source"]["collection"], **manifest.get("settings", {})})
-    experiment.log_metrics(flatten_metrics(manifest["counts"], "counts/"))
-    manifest_sha = hashlib.sha256((Path(folder) / "manifest.json").read_bytes()).hexdigest()
-    metadata = {**artifact_metadata(manifest), "manifest_sha256": manifest_sha}
+    metadata = {**artifact_metadata(manifest), "manifest_sha256": file_sha256(Path(folder) / "manifest.json")}
     files = {file_name: Path(folder) / file_name for file_name in ARTIFACT_FILES}
-    where = log_artifact(run, name, "dataset", files, metadata)
-    archive = end_experiment(run)
-    if run.online:
-        return where
-    why = f"CometML {run.fallback}; " if run.fallback else ""
-    return (
-        f"{why}Comet offline archive {archive} ({where}; upload with `comet upload`, or set COMET_API_KEY to log "
-        "the artifact itself)"
-    )
+
+    def log(run: CometRun) -> str:
+        experiment = run.experiment
+        experiment.set_name(f"prepare-data {manifest['source']['collection']}")
+        experiment.log_parameters({"collection": manifest["source"]["collection"], **manifest.get("settings", {})})
+        experiment.log_metrics(flatten_metrics(manifest["counts"], "counts/"))
+        return log_artifact(run, name, "dataset", files, metadata)
+
+    logged = log_session(offline_dir, project, log)
+    return logged.line("upload with `comet upload`, or set COMET_API_KEY to log the artifact itself")

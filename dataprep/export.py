@@ -25,13 +25,7 @@ from typing import Any, NamedTuple
 
 from dataprep.payloads import Piece, Problem, Rejected, assemble_problem, chunk_index, question_key
 from dataprep.splits import SPLITS, check_fractions, split_bucket, split_for_bucket
-from mathpal_common.notation import answer_line
-
-DEFAULT_SYSTEM_PROMPT = (
-    "Bạn là MathPal, gia sư toán thân thiện cho học sinh lớp 5 và lớp 6. "
-    "Hãy giải bài toán từng bước bằng tiếng Việt, giải thích ngắn gọn, dễ hiểu, "
-    f"và kết thúc bằng một dòng '{answer_line('...')}'."
-)
+from mathpal_common.prompt import DEFAULT_SYSTEM_PROMPT
 
 PointId = int | str
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mathpal_common.comet import COMET_PROBE_TIMEOUT_S, COMET_PROJECT, end_experiment, flatten_metrics, start_experiment
+from mathpal_common.comet import COMET_PROBE_TIMEOUT_S, COMET_PROJECT, flatten_metrics, log_session
 
 SAMPLES_TABLE = "samples.csv"
 # Columns of the samples table, in order (prediction last: it is the long one).
@@ -96,10 +96,15 @@ def log_to_comet(
     archive in ``offline_dir`` (created only then). With ``experiment_key`` (a training run's,
     from its run record) everything is added to that experiment.
     """
-    run = start_experiment(offline_dir, project, probe_timeout, existing_key=experiment_key)
-    _log_everything(run.experiment, run_name, metrics, params, samples, assets, chart, bool(experiment_key))
-    url = run.experiment.url if run.online else None
-    archive = end_experiment(run)
-    if run.online:
-        return CometResult("online", url=url)
-    return CometResult("offline", archive=archive, fallback=run.fallback)
+    logged = log_session(
+        offline_dir,
+        project,
+        lambda run: _log_everything(
+            run.experiment, run_name, metrics, params, samples, assets, chart, bool(experiment_key)
+        ),
+        existing_key=experiment_key,
+        probe_timeout=probe_timeout,
+    )
+    if logged.online:
+        return CometResult("online", url=logged.where)
+    return CometResult("offline", archive=logged.archive, fallback=logged.fallback)

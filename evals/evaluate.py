@@ -31,7 +31,6 @@ from evals.metrics import METRICS, aggregate, score_answer
 from evals.report import write_report
 from evals.stats import compare_paired
 from mathpal_common.atomic_files import WriteError, check_writable, sweep_killed
-from mathpal_train.trained_run import check_adapter, experiment_key_of
 
 # The fields of one prediction (the input of ``mathpal score``, and what ``eval`` produces).
 REQUIRED_FIELDS = ("question", "answer", "prediction")
@@ -40,11 +39,15 @@ OPTIONAL_TEXT_FIELDS = ("reference", "grade_id", "topic", "model", "id")
 
 @dataclass
 class EvalSettings:
-    """What to evaluate and how."""
+    """What to evaluate and how. For a trained run the command fills ``model``, ``adapter``,
+    ``tokenizer`` and ``experiment_key`` from the run's one loader
+    (``mathpal_train.trained_run.load_trained``, which also checks the adapter)."""
 
     model: str
     data: Path
     adapter: str | None = None
+    tokenizer: str | None = None  # the tokenizer training used (beside the adapter); None: the model's
+    experiment_key: str | None = None  # the training run's Comet experiment: the eval's log joins it
     baseline: bool = False
     limit: int | None = None
     batch_size: int = 32
@@ -52,10 +55,6 @@ class EvalSettings:
     decoding: Decoding = "generate"  # or "continuous": slots refilled as answers end (evals/generate.py)
     report_dir: Path | None = None
     comet: bool = True
-    # Grade an adapter folder that was not marked finished (an interrupted run's weights).
-    allow_unfinished: bool = False
-    # Load the adapter on --model although it names another base model (a local copy of it).
-    allow_other_base: bool = False
 
 
 # --------------------------------------------------------------------------- inputs
@@ -71,11 +70,6 @@ def check_settings(settings: EvalSettings) -> None:
     data, adapter = Path(settings.data), settings.adapter
     if not data.is_file():
         raise ValueError(f"{data} does not exist: run `mathpal prepare-data` first")
-    if adapter is not None:
-        try:
-            check_adapter(Path(adapter), settings.model, settings.allow_unfinished, settings.allow_other_base)
-        except ValueError as err:
-            raise ValueError(f"--adapter {err}") from None
     if settings.baseline and adapter is None:
         raise ValueError("--baseline compares the model with and without its adapter: pass --adapter too")
     if not Path(settings.model).exists() and "/" not in settings.model:
@@ -354,7 +348,7 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
     """
     check_settings(settings)
     examples = read_examples(settings.data, settings.limit)
-    tokenizer, model = load_model(settings.model, settings.adapter)
+    tokenizer, model = load_model(settings.model, settings.adapter, settings.tokenizer)
     variants: list[tuple[str, Any]] = []
     if settings.adapter:
         if settings.baseline:
@@ -409,8 +403,9 @@ def run_eval(settings: EvalSettings, progress=None) -> tuple[Path, dict[str, Any
         "max_new_tokens": settings.max_new_tokens,
         "limit": settings.limit or 0,
     }
-    key = experiment_key_of(Path(settings.adapter)) if settings.adapter else None
-    return report_predictions(predictions, header, settings.report_dir, settings.comet, params, experiment_key=key)
+    return report_predictions(
+        predictions, header, settings.report_dir, settings.comet, params, experiment_key=settings.experiment_key
+    )
 
 
 def run_score(path: Path, report_dir: Path | None = None, comet: bool = True) -> tuple[Path, dict[str, Any]]:

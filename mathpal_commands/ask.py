@@ -20,8 +20,9 @@ from typing import Any, TextIO
 
 from evals.answers import extract_final_answer
 from evals.generate import generate_batch, load_model
-from mathpal_train.run_state import RUN_RECORD, read_record
-from mathpal_train.trained_run import check_adapter
+from mathpal_common.prompt import DEFAULT_PROMPT_SOURCE, DEFAULT_SYSTEM_PROMPT
+from mathpal_train.run_record import RUN_RECORD, RunRecord
+from mathpal_train.trained_run import load_trained
 
 
 @dataclass(frozen=True)
@@ -53,26 +54,24 @@ def load_tutor(
 ) -> Tutor:
     """The tutor of a finished run (``adapter``: its output folder or recipe; ``model`` overrides its
     base), or a merged model folder (``model`` alone, as ``mathpal merge`` writes it). The adapter
-    goes through the same check as eval's and merge's (``trained_run.check_adapter``)."""
+    goes through the loader eval and merge use (``trained_run.load_trained``)."""
     if adapter is not None:
         try:
-            run, base = check_adapter(adapter, model, allow_unfinished, allow_other_base)
+            trained = load_trained(adapter, model, allow_unfinished, allow_other_base)
         except ValueError as err:
             raise ValueError(f"--adapter {err}") from None
-        system_prompt, prompt_source = run.system_prompt()
-        tokenizer, loaded = load_model(base, str(run.output_dir), tokenizer_path=run.tokenizer_dir)
-        where = f"base {base} + adapter {run.output_dir}"
+        system_prompt, prompt_source = trained.system_prompt, trained.prompt_source
+        tokenizer, loaded = load_model(trained.base_model, str(trained.adapter), tokenizer_path=trained.tokenizer)
+        where = f"base {trained.base_model} + adapter {trained.adapter}"
     elif model is not None:
         folder = Path(model)
         if not (folder / "config.json").is_file() and "/" not in model:
             raise ValueError(f"--model {model} is not a model folder: pass a `mathpal merge` output or a hub id")
-        record = read_record(folder) if folder.is_dir() else {}
-        if record.get("system_prompt"):
-            system_prompt, prompt_source = record["system_prompt"], str(folder / RUN_RECORD)
+        recorded = RunRecord.read(folder).system_prompt if folder.is_dir() else None  # a merged folder keeps it
+        if recorded:
+            system_prompt, prompt_source = recorded, str(folder / RUN_RECORD)
         else:
-            from dataprep.export import DEFAULT_SYSTEM_PROMPT
-
-            system_prompt, prompt_source = DEFAULT_SYSTEM_PROMPT, "the default of `mathpal prepare-data`"
+            system_prompt, prompt_source = DEFAULT_SYSTEM_PROMPT, DEFAULT_PROMPT_SOURCE
         tokenizer, loaded = load_model(model)
         where = f"model {model}"
     else:

@@ -10,6 +10,7 @@ place, and a full or read-only disk is one line naming the output (``WriteError`
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -224,3 +225,12 @@ def write_text_atomic(target: Path, text: str) -> Path:
             raise write_error(target, disk_error(err)) from None
         raise
     return target
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks: data files, adapters, the export's manifest."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urljoin
@@ -155,6 +157,12 @@ def new_experiment_key() -> str:
     return uuid.uuid4().hex
 
 
+def artifact_name(stem: str) -> str:
+    """``mathpal-<stem>`` (a collection, ``adapter-<run>``), with characters Comet does not allow in
+    names replaced by ``-``: the dataset and the model artifact are named by this one rule."""
+    return "mathpal-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-")
+
+
 def log_artifact(run: CometRun, name: str, artifact_type: str, files: dict[str, Path], metadata: dict) -> str:
     """Log ``files`` (logical name → path) as a Comet artifact; returns where it went, as one line.
 
@@ -207,6 +215,43 @@ def end_experiment(run: CometRun) -> Path | None:
     except (OSError, ValueError, zipfile.BadZipFile, KeyError):
         raise WriteError(f"the Comet offline archive {archives[-1].name} is incomplete (is the disk full?)") from None
     return archives[-1]
+
+
+class Logged(NamedTuple):
+    """Where one Comet session's log went: online (``where``: what the logging said, or the
+    experiment's URL), or into the offline ``archive`` (``fallback``: why a run with a key
+    went offline, None when nothing went wrong)."""
+
+    online: bool
+    where: str | None
+    archive: Path | None
+    fallback: str | None = None
+
+    def line(self, offline_hint: str) -> str:
+        """One line for the user: where it went, and for an archive what to do with it."""
+        if self.online:
+            return self.where or "CometML"
+        why = f"CometML {self.fallback}; " if self.fallback else ""
+        detail = f"{self.where}; {offline_hint}" if self.where else offline_hint
+        return f"{why}Comet offline archive {self.archive} ({detail})"
+
+
+def log_session(
+    offline_dir: Path,
+    project: str,
+    log: Callable[[CometRun], str | None],
+    existing_key: str | None = None,
+    probe_timeout: float = COMET_PROBE_TIMEOUT_S,
+) -> Logged:
+    """One Comet session, the sequence every logger here follows: start the experiment (online or
+    offline, ``start_experiment``), ``log`` into it, end it (the archive read back,
+    ``end_experiment``), and say where it went. ``log`` returns a line about what it logged (an
+    artifact's place), or None."""
+    run = start_experiment(offline_dir, project, probe_timeout, existing_key=existing_key)
+    where = log(run)
+    url = run.experiment.url if run.online else None
+    archive = end_experiment(run)
+    return Logged(run.online, where or url, archive, run.fallback)
 
 
 def flatten_metrics(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:

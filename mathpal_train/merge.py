@@ -20,8 +20,8 @@ from pathlib import Path
 
 from mathpal_common.atomic_files import check_writable, staged_dir
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME
-from mathpal_train.run_state import RUN_RECORD
-from mathpal_train.trained_run import check_adapter
+from mathpal_train.run_record import RUN_RECORD
+from mathpal_train.trained_run import load_trained
 
 MERGED_DIR_NAME = "merged"
 
@@ -47,32 +47,33 @@ def merge_adapter(
     """Merge the run of ``source`` (its output folder or recipe) into ``out`` (default ``<output_dir>/merged``);
     ``base_model`` replaces the run's (a local copy of the hub model, with ``allow_other_base``).
 
-    The adapter goes through eval's and ask's check first (``trained_run.check_adapter``), and the
+    The run is loaded as eval and ask load it (``trained_run.load_trained``), and the
     output folder is checked for writability before anything loads."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run, base = check_adapter(source, base_model, allow_unfinished, allow_other_base)
+    trained = load_trained(source, base_model, allow_unfinished, allow_other_base)
+    run = trained.run
     out = Path(out) if out is not None else run.output_dir / MERGED_DIR_NAME
     if out.resolve() == run.output_dir.resolve():
         raise ValueError(f"--out {out} is the run's own folder: merge into a new folder")
     check_writable(out)
     dtype = merge_dtype(run.recipe)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(trained.base_model, dtype=dtype)
     with torch.no_grad():
-        merged = PeftModel.from_pretrained(model, run.output_dir).merge_and_unload()
-    tokenizer = AutoTokenizer.from_pretrained(run.tokenizer_dir)
+        merged = PeftModel.from_pretrained(model, trained.adapter).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(trained.tokenizer)
     with staged_dir(out) as staging:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         if (run.output_dir / RESOLVED_RECIPE_NAME).is_file():
             shutil.copy2(run.output_dir / RESOLVED_RECIPE_NAME, staging / RESOLVED_RECIPE_NAME)
+        merged_from = {"adapter": str(trained.adapter), "base_model": trained.base_model}
         record = {
             **run.record,
-            "merged": {"adapter": str(run.output_dir), "base_model": base, "dtype": str(dtype).removeprefix("torch.")},
+            "merged": {**merged_from, "dtype": str(dtype).removeprefix("torch.")},
+            "system_prompt": trained.system_prompt,
         }
-        if not record.get("system_prompt"):
-            record["system_prompt"] = run.system_prompt()[0]
         (staging / RUN_RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", "utf-8")
     return out

@@ -1,7 +1,7 @@
 """The trained adapter as a Comet model artifact, logged into its own training run's experiment.
 
 ``mathpal train`` calls it after a successful run whose recipe has ``use_comet: true``
-(``mathpal_train.trained_run.run_training``); a run launched with a plain ``accelerate
+(``mathpal_train.train_job.run_training``); a run launched with a plain ``accelerate
 launch`` has no recorded experiment key and logs no artifact. The artifact is named
 ``mathpal-adapter-<output_dir name>`` and carries the adapter, the tokenizer with its chat
 template, the resolved recipe and the run record; its metadata holds the resolved recipe,
@@ -19,10 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dataprep.artifact import artifact_name
-from mathpal_common.comet import COMET_PROJECT, end_experiment, log_artifact, start_experiment
+from mathpal_common.comet import COMET_PROJECT, CometRun, artifact_name, log_artifact, log_session
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME
-from mathpal_train.run_state import RUN_RECORD
+from mathpal_train.run_record import RUN_RECORD
 from mathpal_train.trained_run import TrainedRun, dataset_manifest
 
 # What a user of the adapter needs, as Axolotl and `mathpal train` leave it in output_dir.
@@ -44,8 +43,7 @@ def model_artifact_name(output_dir: Path) -> str:
 
 def model_artifact_metadata(run: TrainedRun) -> dict[str, Any]:
     """The recipe it ran, its base model, and the data export it trained on (by the manifest's sha256)."""
-    record_dataset = run.record.get("dataset") or {}
-    sha = record_dataset.get("manifest_sha256")
+    sha = run.info.manifest_sha256
     collection = None
     manifest = dataset_manifest(run.recipe)
     if manifest is not None:
@@ -65,15 +63,17 @@ def model_artifact_metadata(run: TrainedRun) -> dict[str, Any]:
 def log_model_artifact(run: TrainedRun, offline_dir: Path | None = None) -> str:
     """Log the run's adapter into its experiment; returns one line saying where it went."""
     offline_dir = Path(offline_dir or run.output_dir / "comet")
-    project = (run.record.get("comet") or {}).get("project") or COMET_PROJECT
+    comet = run.info.comet
+    project = (comet.project if comet else None) or COMET_PROJECT
     name = model_artifact_name(run.output_dir)
     files = {f: run.output_dir / f for f in ARTIFACT_FILES if (run.output_dir / f).is_file()}
-    comet = start_experiment(offline_dir, project, existing_key=run.experiment_key)
     metadata = model_artifact_metadata(run)
-    comet.experiment.log_parameters({"dataset_manifest_sha256": metadata["dataset_manifest_sha256"] or ""})
-    where = log_artifact(comet, name, "model", files, metadata)
-    archive = end_experiment(comet)
-    if comet.online:
-        return f"{where} (experiment {run.experiment_key})"
-    why = f"CometML {comet.fallback}; " if comet.fallback else ""
-    return f"{why}Comet offline archive {archive} ({where}; upload it after the training archive with `comet upload`)"
+
+    def log(session: CometRun) -> str:
+        session.experiment.log_parameters({"dataset_manifest_sha256": metadata["dataset_manifest_sha256"] or ""})
+        return log_artifact(session, name, "model", files, metadata)
+
+    logged = log_session(offline_dir, project, log, existing_key=run.experiment_key)
+    if logged.online:
+        return f"{logged.where} (experiment {run.experiment_key})"
+    return logged.line("upload it after the training archive with `comet upload`")

@@ -31,7 +31,7 @@ from typing import Any
 
 from mathpal_common.atomic_files import check_writable, write_error, write_text_atomic
 from mathpal_train.recipes import RESOLVED_RECIPE_NAME
-from mathpal_train.run_state import RUN_RECORD, read_record, write_record
+from mathpal_train.run_record import RUN_RECORD, read_record, write_record
 
 PENDING_DIR = "pending"
 # Axolotl's log in output_dir: truncated when a run starts unless it resumes (axolotl.utils.tee).

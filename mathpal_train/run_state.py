@@ -23,7 +23,6 @@ writes it after the weights, the optimizer and the RNG state.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -31,11 +30,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from mathpal_common.atomic_files import write_text_atomic
+from mathpal_common.atomic_files import file_sha256
+from mathpal_train.run_record import RUN_RECORD, read_record, write_record
 
-# The run's record: what `mathpal train` launched (written before the job starts, see
-# mathpal_train.trained_run) and, written last by RunStatePlugin, that it finished.
-RUN_RECORD = "mathpal_run.json"
 # The fields RunStatePlugin adds when the run trained to the end (and drops when a new run starts).
 FINISHED_FIELDS = ("finished", "global_step", "max_steps", "adapter", "adapter_sha256", "finished_at")
 TRAINER_STATE = "trainer_state.json"
@@ -88,14 +85,6 @@ def set_aside_incomplete(output_dir: Path) -> list[tuple[Path, Path]]:
 
 def _weights(folder: Path) -> Path | None:
     return next((Path(folder) / name for name in ADAPTER_WEIGHTS if (Path(folder) / name).is_file()), None)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_problem(path: Path) -> str | None:
@@ -174,19 +163,6 @@ def adapter_problem(folder: Path, allow_unfinished: bool = False) -> str | None:
 def _is_training_output(folder: Path) -> bool:
     """Whether ``folder`` is a training run's ``output_dir`` (what ``mathpal train`` and Axolotl write there)."""
     return any((folder / name).exists() for name in ("recipe.resolved.yml", "debug.log")) or bool(checkpoints(folder))
-
-
-def read_record(folder: Path) -> dict[str, Any]:
-    """The run record in ``folder`` ({} when there is none, or it is not a JSON object)."""
-    try:
-        record = json.loads((Path(folder) / RUN_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def write_record(folder: Path, record: dict[str, Any]) -> Path:
-    return write_text_atomic(Path(folder) / RUN_RECORD, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:

@@ -1,5 +1,9 @@
 """A training run's folder as the commands after training find it: ask, merge, eval, the model artifact.
 
+``load_trained`` is the one loader they share: the base model, adapter, tokenizer and system
+prompt of a run, checked once (``check_adapter``). How a run is launched and recorded is
+``mathpal_train.train_job``.
+
 Axolotl leaves the adapter, the tokenizer (with the chat template it trained with) and
 ``mathpal train``'s ``recipe.resolved.yml`` in ``output_dir``. ``mathpal train`` writes the run
 record ``mathpal_run.json`` (``mathpal_train.run_state``) before the job starts, into
@@ -19,25 +23,17 @@ own base model and the data the recipe names.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import signal
-import socket
-from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
-from mathpal_common.atomic_files import open_to_umask
-from mathpal_train import run_folder
-from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe, resolved_recipe_text
-from mathpal_train.run_state import RUN_RECORD, adapter_problem, file_sha256, read_record, write_record
-from mathpal_train.training_data import local_datasets, prepared_path
-
-if TYPE_CHECKING:
-    from mathpal_train.launch import JobEnd, PreparedRun
+from mathpal_common.atomic_files import file_sha256
+from mathpal_common.prompt import DEFAULT_PROMPT_SOURCE, DEFAULT_SYSTEM_PROMPT
+from mathpal_train.recipes import RESOLVED_RECIPE_NAME, load_recipe
+from mathpal_train.run_record import RUN_RECORD, RunRecord, read_record
+from mathpal_train.run_state import adapter_problem
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,7 @@ class TrainedRun:
         except (OSError, ValueError):
             config = {}
         peft = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-        return [str(name) for name in (self.record.get("base_model"), self.recipe.get("base_model"), peft) if name]
+        return [str(name) for name in (self.info.base_model, self.recipe.get("base_model"), peft) if name]
 
     @property
     def tokenizer_dir(self) -> str:
@@ -72,13 +68,18 @@ class TrainedRun:
         return self.base_model
 
     @property
+    def info(self) -> RunRecord:
+        """The record, typed."""
+        return RunRecord.from_dict(self.record)
+
+    @property
     def experiment_key(self) -> str | None:
-        return (self.record.get("comet") or {}).get("experiment_key")
+        return self.info.experiment_key
 
     def system_prompt(self) -> tuple[str, str]:
         """The training system prompt and where it came from (the record, the data, or the default)."""
-        if self.record.get("system_prompt"):
-            return self.record["system_prompt"], str(self.output_dir / RUN_RECORD)
+        if self.info.system_prompt:
+            return self.info.system_prompt, str(self.output_dir / RUN_RECORD)
         return training_system_prompt(self.recipe)
 
 
@@ -138,6 +139,37 @@ def check_adapter(
     return run, base
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """What eval, ask and merge load from a trained run, decided once: the base model (the run's, or
+    an override that passed ``check_adapter``), the adapter folder, the tokenizer it trained with,
+    and the system prompt it trained under (with where that came from)."""
+
+    run: TrainedRun
+    base_model: str
+    tokenizer: str
+    system_prompt: str
+    prompt_source: str
+
+    @property
+    def adapter(self) -> Path:
+        return self.run.output_dir
+
+    @property
+    def experiment_key(self) -> str | None:
+        return self.run.experiment_key
+
+
+def load_trained(
+    path: Path, model: str | None = None, allow_unfinished: bool = False, allow_other_base: bool = False
+) -> TrainedModel:
+    """The one loader of a trained run for eval, ask and merge (a one-line ``ValueError`` as
+    ``check_adapter`` says)."""
+    run, base = check_adapter(path, model, allow_unfinished, allow_other_base)
+    prompt, source = run.system_prompt()
+    return TrainedModel(run, base, run.tokenizer_dir, prompt, source)
+
+
 def same_model(a: str, b: str) -> bool:
     """The same name, or two paths to one folder (relative or absolute, through links)."""
     if a == b:
@@ -160,12 +192,12 @@ def dataset_manifest(recipe: dict[str, Any]) -> tuple[Path, str] | None:
     manifest = (data if data.is_dir() else data.parent) / "manifest.json"
     if not manifest.is_file():
         return None
-    return manifest, hashlib.sha256(manifest.read_bytes()).hexdigest()
+    return manifest, file_sha256(manifest)
 
 
 def training_system_prompt(recipe: dict[str, Any]) -> tuple[str, str]:
     """The system message of the recipe's first training row (every row of an export has the same
-    one), else ``dataprep.export.DEFAULT_SYSTEM_PROMPT``; and where it came from."""
+    one), else ``mathpal_common.prompt.DEFAULT_SYSTEM_PROMPT``; and where it came from."""
     datasets = recipe.get("datasets") or []
     path = Path(str(datasets[0].get("path", ""))) if datasets and isinstance(datasets[0], dict) else None
     if path is not None and path.is_file():
@@ -178,171 +210,4 @@ def training_system_prompt(recipe: dict[str, Any]) -> tuple[str, str]:
         system = next((m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "system"), None)
         if system:
             return system, str(path)
-    from dataprep.export import DEFAULT_SYSTEM_PROMPT
-
-    return DEFAULT_SYSTEM_PROMPT, "the default of `mathpal prepare-data`"
-
-
-# --------------------------------------------------------------------------- the record
-
-
-def experiment_key_of(output_dir: Path) -> str | None:
-    """The Comet experiment key a run's record names (None for a run without one)."""
-    return (read_record(output_dir).get("comet") or {}).get("experiment_key")
-
-
-def absolute(path: Any) -> Any:
-    """A local path as an absolute one (the record is read from other folders); anything else unchanged."""
-    return os.path.abspath(str(path)) if path and Path(str(path)).exists() else path
-
-
-def start_record(recipe: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """The record of a run about to launch (status "launched"); the job's Comet key is in it.
-
-    Every launch gets a new key, a rerun after a crash too: offline, comet_ml names the
-    archive after the key and a suffix drawn after the trainer seeds ``random``, so a
-    second launch under the same key would overwrite the first one's archive.
-    """
-    from mathpal_common.comet import COMET_PROJECT, new_experiment_key
-
-    comet = None
-    if recipe.get("use_comet"):
-        key = recipe.get("comet_experiment_key") or env.get("COMET_EXPERIMENT_KEY") or new_experiment_key()
-        comet = {
-            "experiment_key": key,
-            "project": recipe.get("comet_project_name") or COMET_PROJECT,
-            "online": bool(env.get("COMET_API_KEY")),
-        }
-    system_prompt, _ = training_system_prompt(recipe)
-    manifest = dataset_manifest(recipe)
-    files = {
-        os.path.abspath(str(entry["path"])): file_sha256(Path(str(entry["path"])))
-        for _, _, entry in local_datasets(recipe)
-        if Path(str(entry.get("path"))).is_file()
-    }
-    return {
-        "status": "launched",
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started_at": run_folder.now(),
-        "base_model": absolute(recipe.get("base_model")),
-        "model_type": recipe.get("model_type"),
-        "chat_template": recipe.get("chat_template"),
-        "system_prompt": system_prompt,
-        "dataset": {
-            "path": absolute((recipe.get("datasets") or [{}])[0].get("path", "")),
-            "manifest": os.path.abspath(manifest[0]) if manifest else None,
-            "manifest_sha256": manifest[1] if manifest else None,
-            "files": files,
-            "prepared_path": os.path.abspath(prepared_path(recipe)),
-        },
-        "comet": comet,
-    }
-
-
-def job_comet_env(record: dict[str, Any]) -> dict[str, str]:
-    """What the training job needs to log to the recorded experiment (Axolotl's Comet callback
-    reads ``COMET_EXPERIMENT_KEY`` through comet_ml)."""
-    comet = record.get("comet") or {}
-    return {"COMET_EXPERIMENT_KEY": comet["experiment_key"]} if comet.get("experiment_key") else {}
-
-
-class Outcome(NamedTuple):
-    """How ``mathpal train`` ends: its exit code, the lines to print, and the error line of a failed job."""
-
-    code: int
-    lines: list[str]
-    error: str | None = None
-
-
-def run_training(run: PreparedRun, debug: bool = False, note: Callable[[str], None] = print) -> Outcome:
-    """Launch a prepared run in its folder and record how it ended.
-
-    The folder is held for the whole job (``run_folder.lock``: a second launch into it is refused
-    in one line); the recipe and record go to ``pending/`` until the run trains. After a success
-    the model artifact is logged: a side channel, whose failure is a line, never a failed run.
-    ``note`` gets each line the user should read before the job's output (and a log that fills up).
-    """
-    from mathpal_train.launch import prepare_job, run_logged
-    from mathpal_train.train_log import terminal_line
-
-    output_dir = run.output_dir
-    first_machine = run.plan is None or not run.plan.machine_rank  # the other machines of a run share its folder
-    with run_folder.lock(output_dir) if first_machine else nullcontext(None) as held:
-        env, notes = prepare_job(run, debug)
-        for line in notes:
-            note(line)
-        record = start_record(run.resolved, env)
-        run_folder.write_pending(output_dir, resolved_recipe_text(run.resolved, output_dir), record)
-        end = run_logged(
-            run.argv,
-            {**env, **job_comet_env(record)},
-            run.log_path,
-            show=None if debug else terminal_line,
-            pass_fds=() if held is None else (held,),
-            warn=note,
-        )
-        return finish_record(output_dir, end, run.log_path)
-
-
-def ended_status(end: JobEnd) -> dict[str, Any]:
-    """How a job ended, for the record: stopped with its signal, failed with its exit code, or exit 0."""
-    status: dict[str, Any] = {"exit_code": end.code}
-    if end.stop is not None or end.code > 128 and end.code - 128 in signal.valid_signals():
-        status.update(status="stopped", signal=signal.Signals(end.stop or end.code - 128).name)
-    elif end.code != 0:
-        status.update(status="failed", error=end.last_error)
-    else:
-        status["status"] = "ended"
-    if end.log_problem:
-        status["log"] = f"incomplete: {end.log_problem}"
-    return status
-
-
-def finish_record(output_dir: Path, end: JobEnd, log_path: Path) -> Outcome:
-    """Write how the job ended into the record it ran under, and say it in a few lines.
-
-    A launch that never reached training has its own record in ``pending/`` (the folder's
-    finished run, if any, is as it was); a run that trained updates ``mathpal_run.json``.
-    """
-    status = ended_status(end)
-    how = _how(status)
-    failed = (
-        f"training failed (exit {end.code}): {end.last_error or 'no error line'} (the job's whole output: {log_path})"
-        if status["status"] == "failed"
-        else None
-    )
-    pending = run_folder.settle_pending(output_dir, {**status, "status": f"{status['status']} before training"})
-    if pending is not None:
-        line = f"{how} before training started: {output_dir} is as it was; this launch's record: {pending}"
-        return Outcome(end.code, [line], failed)
-    open_to_umask(output_dir)  # savers that write through tempfile leave 0600 files (the adapter)
-    record = read_record(output_dir)
-    finished = end.code == 0 and record.get("finished") is True
-    if end.code == 0:
-        status["status"] = "finished" if finished else "ended without its finished mark"
-    write_record(output_dir, {**record, **status, "ended_at": run_folder.now()})
-    lines = [f"run record: {output_dir / RUN_RECORD} ({status['status'] if end.code == 0 else how})"]
-    if end.code != 0:
-        return Outcome(end.code, lines, failed)
-    if not finished:
-        lines.append(
-            f"warning: {output_dir} was not marked finished (mathpal_train.run_state.RunStatePlugin found no "
-            "adapter saved after the training loop), so no model artifact is logged"
-        )
-    elif record.get("comet") and (output_dir / "adapter_config.json").is_file():
-        from mathpal_train.model_artifact import log_model_artifact
-
-        try:
-            lines.append(log_model_artifact(open_run(output_dir)))
-        except Exception as error:  # the run itself succeeded: say so, keep the exit code
-            lines.append(f"warning: the model artifact was not logged ({type(error).__name__}: {error})")
-    return Outcome(end.code, lines)
-
-
-def _how(status: dict[str, Any]) -> str:
-    if status["status"] == "stopped":
-        return f"stopped by {status['signal']} (exit {status['exit_code']})"
-    if status["status"] == "failed":
-        return f"failed (exit {status['exit_code']})"
-    return f"ended (exit {status['exit_code']})"
+    return DEFAULT_SYSTEM_PROMPT, DEFAULT_PROMPT_SOURCE

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mathpal_train.run_state import file_sha256
+from mathpal_common.atomic_files import file_sha256
 
 # Where Axolotl keeps the tokenised data when a recipe names no dataset_prepared_path.
 AXOLOTL_DEFAULT_PREPARED = "last_run_prepared"

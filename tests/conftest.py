@@ -83,8 +83,9 @@ def trained_run_dir(tmp_path_factory, tiny_model_dir, chat_examples):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mathpal_train.recipes import RESOLVED_RECIPE_NAME
-    from mathpal_train.run_state import write_marker, write_record
-    from mathpal_train.trained_run import start_record
+    from mathpal_train.run_record import write_record
+    from mathpal_train.run_state import write_marker
+    from mathpal_train.train_job import start_record
 
     work = tmp_path_factory.mktemp("run")
     data = work / "data"

@@ -81,6 +81,7 @@ def test_train_dry_run_prints_the_command_and_the_resolved_recipe_and_writes_not
 
 def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(monkeypatch, smoke_inputs):
     import mathpal_train.launch
+    import mathpal_train.train_job
 
     calls = []
 
@@ -88,7 +89,7 @@ def test_train_runs_accelerate_with_the_exact_argv_and_returns_its_exit_code(mon
         calls.append((argv, env, log_path, (smoke_inputs / "outputs/smoke/pending/recipe.resolved.yml").read_text()))
         return mathpal_train.launch.JobEnd(3, last_error="RuntimeError: the stand-in job failed")
 
-    monkeypatch.setattr(mathpal_train.launch, "run_logged", fake_run)
+    monkeypatch.setattr(mathpal_train.train_job, "run_logged", fake_run)  # where the job is run
     monkeypatch.setenv("LEARNING_RATE", "5e-4")
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     monkeypatch.delenv("COMET_START_ONLINE", raising=False)

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mathpal_train.run_state import adapter_problem, read_record
+from mathpal_train.run_record import read_record
+from mathpal_train.run_state import adapter_problem
 from tests.test_cli_faults import in_namespace, last_error, tree
 
 REPO = Path(__file__).resolve().parents[1]

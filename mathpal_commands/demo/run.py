@@ -23,11 +23,12 @@ from evals.evaluate import EvalSettings, run_eval
 from evals.report import summary_items
 from mathpal_commands.ask import ask_all, load_tutor, questions_from_file
 from mathpal_commands.demo.points import seed_collection
+from mathpal_commands.evaluate import eval_settings
 from mathpal_common.terminal import echo, library_noise, progress_display, stream_writer
 from mathpal_train.launch import plan_launch, prepare_run
 from mathpal_train.tiny_model import DEFAULT_TINY_MODEL_DIR, corpus_texts, write_tiny_model
+from mathpal_train.train_job import run_training
 from mathpal_train.train_log import eval_loss_history
-from mathpal_train.trained_run import run_training
 
 DEMO_RECIPE = Path("recipes/smoke.yml")
 DATA_DIR = Path("data")
@@ -63,7 +64,7 @@ def run_demo(
     output_dir = stage("train", lambda: _train(console, recipe, max_steps, debug))
     losses = eval_loss_history(output_dir)
     settings = EvalSettings(
-        model=str(DEFAULT_TINY_MODEL_DIR),
+        model="",
         data=DATA_DIR / "test.jsonl",
         adapter=str(output_dir),
         baseline=True,
@@ -108,8 +109,9 @@ def _train(console: Console, recipe: Path, max_steps: int | None, debug: bool = 
 
 
 def _evaluate(console: Console, settings: EvalSettings) -> None:
+    """`mathpal eval --adapter OUTPUT_DIR --baseline`: the run's own base model, tokenizer and experiment."""
     with progress_display(console) as progress:
-        path, metrics = run_eval(settings, progress)
+        path, metrics = run_eval(eval_settings(settings), progress)
     echo(console, *summary_items(path, metrics))
 
 

@@ -9,9 +9,9 @@ import unicodedata
 
 import pytest
 
-from dataprep.export import DEFAULT_SYSTEM_PROMPT
 from dataprep.payloads import normalise_question
 from dataprep.splits import SPLITS
+from mathpal_common.prompt import DEFAULT_SYSTEM_PROMPT
 from tests.dataprep.conftest import LONG_QUESTION, LONG_SOLUTION, assign_split, build_splits, eid, jsonl_bytes
 
 EXAM_FILTERS = {"types": {"exam"}, "grades": {"grade_5", "grade_6"}}

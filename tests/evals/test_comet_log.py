@@ -12,7 +12,7 @@ import time
 from evals.chart import write_accuracy_chart
 from evals.comet_log import TABLE_COLUMNS, log_to_comet
 from mathpal_common.comet import flatten_metrics, read_offline_assets, read_offline_metrics
-from tests.mathpal_train.test_comet import closed_port
+from tests.mathpal_common.test_comet import closed_port
 
 METRICS = {
     "n": 2,

@@ -10,6 +10,7 @@ import pytest
 
 from dataprep.artifact import log_dataset_artifact
 from evals.evaluate import EvalSettings, run_eval
+from mathpal_commands.evaluate import eval_settings
 from mathpal_common.comet import (
     ARTIFACT_METADATA,
     COMET_PROJECT,
@@ -83,7 +84,7 @@ def test_eval_of_the_adapter_adds_its_metrics_to_the_training_experiment(
         max_new_tokens=4,
         report_dir=tmp_path / "report",
     )
-    report, metrics = run_eval(settings)
+    report, metrics = run_eval(eval_settings(settings))  # the command's loader: the run's experiment key
     (archive,) = (report / "comet").glob("*.zip")
     assert read_offline_key(archive) == read_offline_key(training_archive)
     logged = read_offline_metrics(archive)

@@ -19,7 +19,7 @@ from mathpal_train.run_folder import (
     settle_pending,
     write_pending,
 )
-from mathpal_train.run_state import RUN_RECORD, read_record, write_record
+from mathpal_train.run_record import RUN_RECORD, read_record, write_record
 
 # Another process that takes the folder, says so, and holds it until it is killed.
 HOLDER = """

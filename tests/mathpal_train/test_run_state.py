@@ -6,15 +6,13 @@ import json
 
 import pytest
 
+from mathpal_train.run_record import RUN_RECORD, read_record, write_record
 from mathpal_train.run_state import (
-    RUN_RECORD,
     adapter_problem,
     checkpoint_state,
     clear_finished,
-    read_record,
     set_aside_incomplete,
     write_marker,
-    write_record,
 )
 
 

@@ -21,7 +21,8 @@ import pytest
 
 from benchmarks.train_multi_gpu import processes_with
 from mathpal_common.comet import ARTIFACT_METADATA, read_offline_assets, read_offline_key, read_offline_others
-from mathpal_train.run_state import adapter_problem, checkpoint_state, checkpoints, read_marker, read_record
+from mathpal_train.run_record import read_record
+from mathpal_train.run_state import adapter_problem, checkpoint_state, checkpoints, read_marker
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

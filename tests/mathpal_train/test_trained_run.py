@@ -12,18 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dataprep.export import DEFAULT_SYSTEM_PROMPT
 from mathpal_common.comet import read_offline_key, read_offline_others
+from mathpal_common.prompt import DEFAULT_SYSTEM_PROMPT
 from mathpal_train.launch import PreparedRun
-from mathpal_train.run_state import RUN_RECORD, read_record
-from mathpal_train.trained_run import (
-    TrainedRun,
-    dataset_manifest,
-    open_run,
-    run_training,
-    start_record,
-    training_system_prompt,
-)
+from mathpal_train.run_record import RUN_RECORD, read_record
+from mathpal_train.train_job import run_training, start_record
+from mathpal_train.trained_run import TrainedRun, dataset_manifest, open_run, training_system_prompt
 from tests.conftest import SYSTEM
 
 # A stand-in for `accelerate launch …`: a real child process that records the Comet key it was given;

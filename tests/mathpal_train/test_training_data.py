@@ -59,7 +59,7 @@ def test_the_job_keys_axolotls_cache_and_refuses_data_changed_since_the_launch(r
     """What RunStatePlugin does before Axolotl loads the datasets (its config object is a dict too)."""
     from axolotl.utils.dict import DictDefault
 
-    from mathpal_train.run_state import write_record
+    from mathpal_train.run_record import write_record
 
     cfg = DictDefault(recipe)
     keyed = key_prepared_data(cfg)
