@@ -149,9 +149,16 @@ def run(
         errors="replace",
         start_new_session=True,
     )
-    reader = threading.Thread(
-        target=lambda: timed.extend((time.perf_counter() - start, line) for line in proc.stdout), daemon=True
-    )
+    log_file = log_path.open("w", encoding="utf-8")
+
+    def read() -> None:
+        # Each line goes to the log as it comes: a call cut short still shows where the run was.
+        for line in proc.stdout:
+            timed.append((time.perf_counter() - start, line))
+            log_file.write(line)
+            log_file.flush()
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     stopped, exit_after = False, None
     while proc.poll() is None:
@@ -167,8 +174,8 @@ def run(
             break
         time.sleep(0.5)
     reader.join(timeout=30)
+    log_file.close()
     log = "".join(line for _, line in timed)
-    log_path.write_text(log)
     first, _ = first_step_marks(timed)
     left = processes_with(str(output_dir)) if stopped and output_dir is not None else []
     return Run(proc.returncode, log, stopped, first, exit_after, left)

@@ -495,11 +495,9 @@ def run_production(
     out = fresh_output_dir(work, name)
     argv = production_argv(model_dir, out, steps, sets=changes)
     started = time.perf_counter()
-    run = stream_run(argv, cwd=work)
+    run = stream_run(argv, cwd=work, log_path=log_dir / f"{out.name}.log" if log_dir else None)
     log = run.log
     (work / f"{out.name}.log").write_text(log)
-    if log_dir:
-        (log_dir / f"{out.name}.log").write_text(log)
     if run.returncode != 0:
         tail = log.strip().splitlines()[-3:]
         return {"variant": name, "error": f"exit {run.returncode}: {' | '.join(tail)[:300]}"}
@@ -574,20 +572,28 @@ def first_step_marks(timed_lines: Iterable[tuple[float, str]]) -> tuple[float | 
     return None, eval_s
 
 
-def stream_run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> StreamedRun:
+def stream_run(
+    argv: list[str], cwd: Path, env: dict[str, str] | None = None, log_path: Path | None = None
+) -> StreamedRun:
     """Run ``argv`` with stdout and stderr merged, timing each output line as it arrives.
 
-    ``PYTHONUNBUFFERED`` makes the job's Python processes write each line at once.
+    ``PYTHONUNBUFFERED`` makes the job's Python processes write each line at once. With
+    ``log_path`` each line also goes there as it comes: a call cut short keeps the log.
     """
     env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     timed: list[tuple[float, str]] = []
-    with subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as proc:
+    with (
+        open(log_path or os.devnull, "w", encoding="utf-8") as log,
+        subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        ) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             timed.append((time.perf_counter() - start, line))
+            log.write(line)
+            log.flush()
     first, eval_s = first_step_marks(timed)
     trainer_start = next((at for at, line in timed if TRAINER_START in line), None)
     return StreamedRun(proc.returncode, "".join(line for _, line in timed), first, eval_s, trainer_start)
@@ -630,12 +636,15 @@ def unsloth_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_unsloth_peer(work: Path, model_dir: Path, micro_batch: int, steps: int, warmup: int, seq_len: int) -> dict:
+def run_unsloth_peer(
+    work: Path, model_dir: Path, micro_batch: int, steps: int, warmup: int, seq_len: int, log_dir: Path | None = None
+) -> dict:
     """The Unsloth row: ``benchmarks/unsloth_peer.py`` in a subprocess; its last line is the result as JSON."""
     name = f"unsloth mb={micro_batch}"
     spawned = time.time()
-    run = stream_run(unsloth_argv(work, model_dir, micro_batch, steps, warmup, seq_len), cwd=REPO, env=unsloth_env())
-    (work / f"unsloth-peer-mb{micro_batch}.log").write_text(run.log)
+    argv = unsloth_argv(work, model_dir, micro_batch, steps, warmup, seq_len)
+    log_path = (log_dir or work) / f"unsloth-peer-mb{micro_batch}.log"
+    run = stream_run(argv, cwd=REPO, env=unsloth_env(), log_path=log_path)
     results = [line for line in run.log.splitlines() if line.startswith(PEER_RESULT)]
     if run.returncode != 0 or not results:
         tail = run.log.strip().splitlines()[-2:]
@@ -840,7 +849,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     if args.peer == "unsloth":
         for mb in [int(x) for x in args.peer_micro_batches.split(",")]:
-            record(run_unsloth_peer(work, model_dir, mb, args.steps, args.warmup, args.seq_len))
+            record(run_unsloth_peer(work, model_dir, mb, args.steps, args.warmup, args.seq_len, args.log_dir))
 
     print("\n" + format_table(results))
 

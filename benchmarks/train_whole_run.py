@@ -29,10 +29,10 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.train_multi_gpu import processes_with, run
@@ -111,14 +111,15 @@ def command(argv: list[str], cwd: Path, log: Path, timeout: float = 300) -> dict
     }
 
 
-def after_training(work: Path, model_dir: Path, out: Path, log_dir: Path) -> list[dict]:
+def after_training(work: Path, out: Path, log_dir: Path) -> list[dict]:
     """eval (base and tuned), ask, merge, and ask on the merged model: each as a user runs it."""
     cli = [sys.executable, "-m", "mathpal_cli"]
     merged = work / "merged"
     steps = [
         (
             "eval",
-            [*cli, "eval", "--model", str(model_dir), "--adapter", str(out), "--baseline"]
+            # No --model: eval takes the run's own base model from its record.
+            [*cli, "eval", "--adapter", str(out), "--baseline"]
             + ["--data", "data/validation.jsonl", "--limit", "32", "--max-new-tokens", "64"]
             + ["--no-comet", "--report-dir", str(work / "report")],
         ),
@@ -127,6 +128,30 @@ def after_training(work: Path, model_dir: Path, out: Path, log_dir: Path) -> lis
         ("ask-merged", [*cli, "ask", "--model", str(merged), "--max-new-tokens", "64", QUESTION]),
     ]
     return [{"step": name, **command(argv, work, log_dir / f"after-{name}.log")} for name, argv in steps]
+
+
+def shipped_run(model_dir: Path, out: Path, work: Path, log_dir: Path, args: argparse.Namespace) -> dict:
+    """The shipped recipe; unless ``--no-kill``, killed (SIGKILL to its group) once its first checkpoint
+    is on disk and run again with the same command, which must resume from it."""
+    argv = whole_run_argv(model_dir, out, args, [])
+    marker = out / f"checkpoint-{args.save_steps}" / "trainer_state.json"
+    started = time.perf_counter()
+    killed = run(argv, work, log_dir / "shipped-killed.log", stop_when=None if args.no_kill else marker)
+    left = wait_gone(str(out))  # the rerun must not meet a job still writing there
+    rerun = killed if args.no_kill else run(argv, work, log_dir / "shipped-rerun.log")
+    resumed = [line for line in rerun.log.splitlines() if "resum" in line.lower() and "checkpoint-" in line]
+    return {
+        "run": "shipped" if args.no_kill else "shipped (killed after its first checkpoint, then rerun)",
+        "killed": killed.stopped,
+        "left_running_after_kill": left,
+        "time_to_first_step_s": killed.first_step_s,
+        "rerun_exit_code": rerun.code,
+        "rerun_time_to_first_step_s": rerun.first_step_s,
+        "resumed_line": resumed[0].strip()[-160:] if resumed else None,
+        "final_loss": loss_curve(out, args.steps).get(args.steps),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "alongside_exact": args.together,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", type=int, default=4000)
     parser.add_argument("--skip-after", action="store_true", help="do not run eval, ask and merge")
     parser.add_argument("--no-kill", action="store_true", help="run the shipped recipe once, without the kill")
+    parser.add_argument(
+        "--together", action="store_true", help="with --no-kill: train both runs at once (half the wall time)"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--log-dir", type=Path)
     args = parser.parse_args(argv)
@@ -149,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
             f"--save-steps {args.save_steps} does not divide --steps {args.steps}: the last checkpoint "
             "holds the loss curve"
         )
+    if args.together and not args.no_kill:
+        parser.error("--together needs --no-kill: a killed run and its rerun cannot share the GPU with another")
     args.learning_rate = args.learning_rate or DEFAULT_LEARNING_RATE[args.shape]
 
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
@@ -165,40 +195,21 @@ def main(argv: list[str] | None = None) -> None:
             write_text_atomic(args.json, json.dumps(summary, indent=2))
 
     # 1. The shipped recipe, killed after its first checkpoint and run again.
-    fast_out = fresh_output_dir(work, "shipped")
-    fast_argv = whole_run_argv(model_dir, fast_out, args, [])
-    marker = fast_out / f"checkpoint-{args.save_steps}" / "trainer_state.json"
-    started = time.perf_counter()
-    stop_when = None if args.no_kill else marker
-    killed = run(fast_argv, work, log_dir / "shipped-killed.log", stop_when=stop_when, stop_signal=signal.SIGKILL)
-    left = wait_gone(str(fast_out))  # the rerun must not meet a job still writing there
-    rerun = killed if args.no_kill else run(fast_argv, work, log_dir / "shipped-rerun.log")
-    resumed = [line for line in rerun.log.splitlines() if "resum" in line.lower() and "checkpoint-" in line]
-    fast = loss_curve(fast_out, args.steps)
-    summary["runs"].append(
-        {
-            "run": "shipped" if args.no_kill else "shipped (killed after its first checkpoint, then rerun)",
-            "killed": killed.stopped,
-            "left_running_after_kill": left,
-            "time_to_first_step_s": killed.first_step_s,
-            "rerun_exit_code": rerun.code,
-            "rerun_time_to_first_step_s": rerun.first_step_s,
-            "resumed_line": resumed[0].strip()[-160:] if resumed else None,
-            "final_loss": fast.get(args.steps),
-            "wall_s": round(time.perf_counter() - started, 1),
-        }
-    )
-    dump()
-
     # 2. The same recipe without the plugin's fused loss and compile, uninterrupted.
+    # With --together (and --no-kill) both train at once: a tiny model leaves the GPU mostly idle.
+    fast_out = fresh_output_dir(work, "shipped")
     exact_out = fresh_output_dir(work, "without-speed")
-    started = time.perf_counter()
-    exact_run = run(
-        whole_run_argv(model_dir, exact_out, args, PRODUCTION_VARIANTS["production-speed"]),
-        work,
-        log_dir / "without-speed.log",
-    )
+    # Side by side, each run tokenises into its own cache (the two would write the same one at once).
+    own_cache = [f"dataset_prepared_path={work / 'prepared-without-speed'}"] if args.together else []
+    exact_argv = whole_run_argv(model_dir, exact_out, args, [*PRODUCTION_VARIANTS["production-speed"], *own_cache])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        started = time.perf_counter()
+        exact_job = pool.submit(run, exact_argv, work, log_dir / "without-speed.log") if args.together else None
+        summary["runs"].append(shipped_run(model_dir, fast_out, work, log_dir, args))
+        dump()
+        exact_run = exact_job.result() if exact_job else run(exact_argv, work, log_dir / "without-speed.log")
     exact = loss_curve(exact_out, args.steps)
+    fast = loss_curve(fast_out, args.steps)
     summary["runs"].append(
         {
             "run": "without the speed plugin's switches",
@@ -206,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
             "time_to_first_step_s": exact_run.first_step_s,
             "final_loss": exact.get(args.steps),
             "wall_s": round(time.perf_counter() - started, 1),
+            "alongside_shipped": args.together,
         }
     )
     summary["parity"] = compare_curves(fast, exact, args.tolerance)
@@ -213,8 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     dump()
 
     # 3. What a user runs next, on the shipped recipe's adapter.
-    if not args.skip_after and rerun.code == 0:
-        summary["after_training"] = after_training(work, model_dir, fast_out, log_dir)
+    if not args.skip_after and summary["runs"][0]["rerun_exit_code"] == 0:
+        summary["after_training"] = after_training(work, fast_out, log_dir)
         dump()
     print(json.dumps({k: v for k, v in summary.items() if k != "curves"}, indent=2), flush=True)
 

@@ -51,8 +51,19 @@ def test_help_and_validate_print_only_what_the_user_can_act_on(in_tmp, tiny_mode
     assert debug.returncode == 0 and "cross-sample decontamination" in debug.stderr
 
 
-def test_cli_turns_axolotl_telemetry_off():
-    assert os.environ["AXOLOTL_DO_NOT_TRACK"] == "1"
+def test_cli_turns_axolotl_telemetry_off_even_when_the_caller_asked_for_it():
+    """Importing the CLI sets the switch for itself and all it starts (this test's own process has it from
+    conftest, so it looks from a clean child with the variable set to 0)."""
+    env = {**os.environ, "AXOLOTL_DO_NOT_TRACK": "0"}
+    shown = subprocess.run(
+        [sys.executable, "-c", "import os, mathpal_cli; print(os.environ['AXOLOTL_DO_NOT_TRACK'])"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == "1"
 
 
 @pytest.fixture()

@@ -1,8 +1,9 @@
 """The DeepSpeed benchmark's command and log reading (its GPU runs are recorded in docs/performance.md)."""
 
+import sys
 from pathlib import Path
 
-from benchmarks.train_multi_gpu import ZERO3_QUANT, format_table, stage_gpus, summarize_run, train_argv
+from benchmarks.train_multi_gpu import ZERO3_QUANT, format_table, run, stage_gpus, summarize_run, train_argv
 from mathpal_train.recipes import load_recipe, parse_set, resolve_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,3 +76,20 @@ def test_stop_targets_and_the_table():
     assert table[1].split()[:8] == ["ddp", "x1", "1000", "100%", "15.7", "61", "True", "12.900"]
     assert table[2].endswith("exit 143 after 3.4 s, left 0")
     assert table[3] == f"{'zero3 x2':<24} exit 1: NCCL timeout"
+
+
+def test_run_writes_each_line_to_its_log_as_it_comes(tmp_path):
+    # The child waits to see its first line in the log before it ends: a call cut short keeps the log.
+    log = tmp_path / "run.log"
+    script = (
+        "import pathlib, sys, time\n"
+        "print('first line', flush=True)\n"
+        "log = pathlib.Path(sys.argv[1])\n"
+        "deadline = time.time() + 10\n"
+        "while 'first line' not in (log.read_text() if log.exists() else '') and time.time() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "print('seen' if 'first line' in log.read_text() else 'not seen', flush=True)\n"
+    )
+    done = run([sys.executable, "-c", script, str(log)], tmp_path, log)
+    assert done.code == 0
+    assert log.read_text() == done.log == "first line\nseen\n"

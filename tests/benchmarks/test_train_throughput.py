@@ -148,6 +148,25 @@ def test_stream_run_times_lines_as_they_arrive(tmp_path):
     assert run.eval_before_first_step_s == pytest.approx(0.1)
 
 
+def test_stream_run_writes_each_line_to_its_log_as_it_comes(tmp_path):
+    # The child ends only after it has seen its first line in the log: a call cut short keeps the log.
+    log = tmp_path / "row.log"
+    script = textwrap.dedent(
+        """
+        import pathlib, sys, time
+        print("first line", flush=True)
+        log = pathlib.Path(sys.argv[1])
+        deadline = time.time() + 10
+        while "first line" not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+            time.sleep(0.05)
+        print("seen" if "first line" in log.read_text() else "not seen", flush=True)
+        """
+    )
+    run = stream_run([sys.executable, "-c", script, str(log)], cwd=tmp_path, log_path=log)
+    assert run.returncode == 0
+    assert log.read_text() == run.log == "first line\nseen\n"
+
+
 def test_unsloth_peer_runs_in_its_own_process_without_statistics(tmp_path):
     argv = unsloth_argv(tmp_path, tmp_path / "m", 16, 40, 5, 2048)
     assert argv[:3] == [sys.executable, "-m", "benchmarks.unsloth_peer"]

@@ -57,3 +57,10 @@ def test_save_steps_must_divide_the_run(capsys):
     with pytest.raises(SystemExit):
         main(["--steps", "100", "--save-steps", "40"])
     assert "--save-steps 40 does not divide --steps 100" in capsys.readouterr().err
+
+
+def test_together_needs_no_kill(capsys):
+    """Two runs at once cannot include a kill-and-rerun: the rerun's resume would race the other run."""
+    with pytest.raises(SystemExit):
+        main(["--together"])
+    assert "--together needs --no-kill" in capsys.readouterr().err
