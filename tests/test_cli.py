@@ -35,6 +35,7 @@ def test_help_lists_every_command_with_a_description():
         assert len(line.split(command, 1)[1].strip(" │")) > 10, line
 
 
+@pytest.mark.slow
 def test_help_and_validate_print_only_what_the_user_can_act_on(in_tmp, tiny_model_dir):
     """No torchao library-load failures, torch pytree deprecations or Axolotl advice that this model
     cannot take (flash attention) before the summary; --debug shows them."""

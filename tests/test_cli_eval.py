@@ -110,6 +110,7 @@ def test_eval_baseline_end_to_end_on_the_tiny_model(tiny_model_dir, adapter_dir,
     assert "of 4 problems; 95% CI" in result.output and f"report: {report.relative_to(in_tmp)}" in result.output
 
 
+@pytest.mark.slow
 def test_eval_with_continuous_batching_grades_the_same_answers(tiny_model_dir, adapter_dir, chat_examples, in_tmp):
     """--decoding continuous: the same predictions, grades and metrics as the default, for base and tuned."""
     data = write_jsonl(in_tmp / "test.jsonl", chat_examples[:5])

@@ -83,6 +83,7 @@ def test_prepare_data_into_a_read_only_folder_refuses_before_reading(work):
     assert "Exported" not in result.stdout and list((work / "area").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_read_only_previous_export_is_kept_and_nothing_piles_up(work):
     assert mathpal("prepare-data", "--qdrant-path", "qdrant", "--out", "data", cwd=work).returncode == 0
     before = tree(work / "data")
@@ -98,6 +99,7 @@ def test_a_read_only_previous_export_is_kept_and_nothing_piles_up(work):
     assert sorted(p.name for p in work.iterdir()) == ["data", "qdrant"]  # no .data.old-PID, no staging
 
 
+@pytest.mark.slow
 def test_score_and_eval_refuse_a_read_only_report_folder_before_grading(work):
     predictions = write_jsonl(work / "preds.jsonl", score_rows(1, 2, 3))
     (work / "reports").mkdir()
@@ -117,6 +119,7 @@ def test_score_and_eval_refuse_a_read_only_report_folder_before_grading(work):
     assert predictions.is_file() and list((work / "reports").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_train_refuses_a_read_only_output_folder_before_launching(work, tiny_model_dir):
     (work / "outputs").mkdir()
     write_recipe_inputs(work, tiny_model_dir)
@@ -129,6 +132,7 @@ def test_train_refuses_a_read_only_output_folder_before_launching(work, tiny_mod
     assert "accelerate" not in result.stdout
 
 
+@pytest.mark.slow
 def test_tiny_model_refuses_a_read_only_folder_before_training_its_tokenizer(work):
     (work / "data").mkdir()
     row = {"messages": [{"role": "user", "content": "Tính 2 + 3."}, {"role": "assistant", "content": "Đáp số: 5"}]}
@@ -142,6 +146,7 @@ def test_tiny_model_refuses_a_read_only_folder_before_training_its_tokenizer(wor
 # --------------------------------------------------------------------------- a disk that fills up while writing
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_prepare_data_is_one_line_and_keeps_the_previous_export(work):
     (work / "disk").mkdir()
     (work / "prompt.txt").write_text("Bạn là MathPal. " * 12_500)  # 200 kB a row: the export no longer fits
@@ -163,6 +168,7 @@ def test_a_full_disk_during_prepare_data_is_one_line_and_keeps_the_previous_expo
     assert (work / "listing.txt").read_text().split() == ["data"]  # no staging folder left
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_the_comet_archive_never_ends_in_success(work):
     """The report fits on the disk, its Comet offline archive does not: score fails in one line, writes nothing."""
     predictions = write_jsonl(work / "preds.jsonl", score_rows(30, 50, 80))
@@ -184,6 +190,7 @@ def test_a_full_disk_under_the_comet_archive_never_ends_in_success(work):
 # --------------------------------------------------------------------------- a writer killed half-way
 
 
+@pytest.mark.slow
 def test_a_killed_score_leaves_nothing_the_next_run_does_not_tidy(work):
     predictions = write_jsonl(work / "preds.jsonl", score_rows(300, 500, 800))
     proc = subprocess.Popen(
@@ -209,6 +216,7 @@ def test_a_killed_score_leaves_nothing_the_next_run_does_not_tidy(work):
 # --------------------------------------------------------------------------- Comet unreachable with a key
 
 
+@pytest.mark.slow
 def test_prepare_data_artifact_with_an_unreachable_comet_keeps_the_export_and_an_archive(work):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -226,6 +234,7 @@ def test_prepare_data_artifact_with_an_unreachable_comet_keeps_the_export_and_an
     assert manifest["counts"]["kept"] > 0
 
 
+@pytest.mark.slow
 def test_merge_and_tiny_model_on_a_full_disk_are_one_line_and_leave_nothing(work, trained_run_dir):
     """The model files no longer fit (a 300 KiB tmpfs): safetensors' own I/O error becomes the one line."""
     (work / "data").mkdir()

@@ -201,6 +201,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigkill_at_any_moment_leaves_the_previous_export_whole(in_tmp, sample_store):
     """SIGKILL `python -m mathpal_cli prepare-data` while it reads and while it writes: the old export survives,
@@ -286,6 +287,7 @@ def test_seed_qdrant_errors_are_one_line(in_tmp, sample_store):
     assert visible(in_tmp) == []
 
 
+@pytest.mark.slow
 def test_the_export_is_readable_as_the_umask_allows(in_tmp, sample_store):
     """A group-readable umask gives a group-readable export (tempfile alone would make it 0700)."""
     script = f"umask 027 && exec {sys.executable} -m mathpal_cli prepare-data --qdrant-path {sample_store} --out data"

@@ -118,6 +118,7 @@ def test_gpu_mode_without_gpu_says_what_to_do(bench):
         bench.main(["--gpu-e2b"])
 
 
+@pytest.mark.slow
 def test_varied_answer_lengths_with_both_decodings(bench, tiny_model_dir, tmp_path):
     """The benchmark's realistic mode: each problem its own answer length, the same lengths for every
     row; generate and continuous decoding each give every answer exactly its length."""

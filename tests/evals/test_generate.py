@@ -64,6 +64,7 @@ def test_continuous_batching_gives_the_eager_token_ids_at_batch_one(tiny_model_d
     assert (fast.text, fast.new_tokens, fast.hit_limit) == (eager.text, eager.new_tokens, eager.hit_limit)
 
 
+@pytest.mark.slow
 def test_continuous_batching_gives_the_eager_token_ids_for_a_mixed_length_batch(tiny_model_dir, chat_examples):
     tokenizer, model = load_model(str(tiny_model_dir))
     conversations = mixed_conversations(chat_examples)
@@ -75,6 +76,7 @@ def test_continuous_batching_gives_the_eager_token_ids_for_a_mixed_length_batch(
     assert len({g.token_ids for g in eager}) > 1  # the answers differ, so order matters
 
 
+@pytest.mark.slow
 def test_continuous_batching_decodes_through_the_adapter(tiny_model_dir, trained_run_dir, chat_examples):
     """A PEFT model: the adapter's answers, and the base model's under disable_adapter (eval's baseline)."""
     tokenizer, model = load_model(str(tiny_model_dir), adapter=str(trained_run_dir))

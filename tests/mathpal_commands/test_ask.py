@@ -148,6 +148,7 @@ def test_an_empty_question_is_refused(question, trained_run_dir):
     assert one_error(result).startswith("error: the question is empty: ask something")
 
 
+@pytest.mark.slow
 def test_binary_stdin_and_empty_stdin_are_one_line(trained_run_dir, tmp_path):
     ask = [sys.executable, "-m", "mathpal_cli", "ask", "--adapter", str(trained_run_dir), "--max-new-tokens", "2"]
     binary = subprocess.run(ask, input=b"\x89PNG\r\n\x1a\n\xff\xfe", capture_output=True, timeout=300)

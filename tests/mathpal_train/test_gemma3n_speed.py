@@ -372,6 +372,7 @@ def test_compile_layers_is_a_no_op_on_the_cpu(lora_model):
     assert not any(is_compiled(layer) for layer in decoder_layers(lora_model))
 
 
+@pytest.mark.slow
 def test_compiled_layers_compile_the_training_forward_only(lora_model):
     """With a counting backend standing in for inductor: a training step compiles (and its loss and
     gradients equal eager ones: the backend runs the traced graph as is); evaluation under no_grad,
