@@ -31,7 +31,7 @@ from mathpal_train import run_folder
 from mathpal_train.launch import JobEnd, PreparedRun, plan_launch, prepare_job, prepare_run, run_logged
 from mathpal_train.memory import memory_lines
 from mathpal_train.recipes import quick_test_overrides, resolved_recipe_text
-from mathpal_train.run_record import RUN_RECORD, read_record, write_record
+from mathpal_train.run_record import RUN_RECORD, RunRecord, read_record, write_record
 from mathpal_train.trained_run import dataset_manifest, open_run, training_system_prompt
 from mathpal_train.training_data import local_datasets, prepared_path
 
@@ -86,8 +86,8 @@ def start_record(recipe: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
 def job_comet_env(record: dict[str, Any]) -> dict[str, str]:
     """What the training job needs to log to the recorded experiment (Axolotl's Comet callback
     reads ``COMET_EXPERIMENT_KEY`` through comet_ml)."""
-    comet = record.get("comet") or {}
-    return {"COMET_EXPERIMENT_KEY": comet["experiment_key"]} if comet.get("experiment_key") else {}
+    key = RunRecord.from_dict(record).experiment_key
+    return {"COMET_EXPERIMENT_KEY": key} if key else {}
 
 
 class Outcome(NamedTuple):
@@ -160,7 +160,7 @@ def finish_record(output_dir: Path, end: JobEnd, log_path: Path) -> Outcome:
         return Outcome(end.code, [line], failed)
     open_to_umask(output_dir)  # savers that write through tempfile leave 0600 files (the adapter)
     record = read_record(output_dir)
-    finished = end.code == 0 and record.get("finished") is True
+    finished = end.code == 0 and RunRecord.from_dict(record).finished
     if end.code == 0:
         status["status"] = "finished" if finished else "ended without its finished mark"
     write_record(output_dir, {**record, **status, "ended_at": run_folder.now()})
@@ -172,7 +172,7 @@ def finish_record(output_dir: Path, end: JobEnd, log_path: Path) -> Outcome:
             f"warning: {output_dir} was not marked finished (mathpal_train.run_state.RunStatePlugin found no "
             "adapter saved after the training loop), so no model artifact is logged"
         )
-    elif record.get("comet") and (output_dir / "adapter_config.json").is_file():
+    elif RunRecord.from_dict(record).comet and (output_dir / "adapter_config.json").is_file():
         from mathpal_train.model_artifact import log_model_artifact
 
         try:
