@@ -362,7 +362,10 @@ def eval_(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Token limit of each answer.")] = 256,
     decoding: Annotated[
         Decoding,
-        typer.Option(help="generate: one generate call a batch; continuous: a finished answer frees its slot at once."),
+        typer.Option(
+            help="generate: one generate call a batch; static: the same with a static KV cache, compiled on CUDA "
+            "(slower on a CPU); continuous: a finished answer frees its slot at once."
+        ),
     ] = Decoding.generate,
     report_dir: ReportDir = None,
     no_comet: NoComet = False,

@@ -18,8 +18,16 @@ depends on shapes, not on what the weights say.
 ``--answer-lengths 50-400`` gives each problem its own answer length instead, drawn (seeded,
 uniform) from that range, as a real tutor's answers differ several-fold: then a ``generate``
 batch runs until its longest answer ends, and ``continuous`` decoding refills the slot of
-each finished answer. ``--decodings generate,continuous`` measures both paths (a row each
-per batch size), on the same problems and lengths.
+each finished answer. ``--decodings generate,static,continuous`` measures each path (a row
+each per batch size), on the same problems and lengths; ``static`` decodes with a static KV
+cache, which transformers compiles on CUDA. Every row reports its warm-up call's seconds
+apart (``warmup_s``: for ``static`` on CUDA, the compile; its warm-up decodes the timed
+answers' length, so that the timed batches reuse the compiled shape).
+
+``--ask N`` adds ``mathpal ask``'s rows: N questions at batch 1 through
+``mathpal_commands.ask.ask``, once per decoding among ``generate`` and ``static``: the first
+question's seconds (any compile, paid once per process) apart, then new tokens/s and the
+mean time to the first token over the others.
 """
 
 from __future__ import annotations
@@ -143,19 +151,25 @@ def measure(
     problems = examples[: batch_size * batches]
     if len(problems) < batch_size * batches:
         raise ValueError(f"need {batch_size * batches} sample problems, have {len(examples)}")
-    warm = problems[:batch_size]
-    generate_answers(model, tokenizer, warm, batch_size=batch_size, max_new_tokens=4, decoding=decoding)
-    _synchronise(device)
     wanted = lengths[: len(problems)] if lengths is not None else None
     if wanted is None and fixed_length and decoding == "continuous":
         wanted = [max_new_tokens] * len(problems)  # continuous batching has no min_new_tokens
+    limit = max(wanted) + 1 if wanted else max_new_tokens  # + the forced stop token
+    warm = problems[:batch_size]
+    started = time.perf_counter()
+    # A static cache is sized by the call's limit: warm up at the timed limit, so that the timed calls
+    # reuse its shape (and, on CUDA, its compiled decode step).
+    warm_limit = limit if decoding == "static" else 4
+    generate_answers(model, tokenizer, warm, batch_size=batch_size, max_new_tokens=warm_limit, decoding=decoding)
+    _synchronise(device)
+    warmup_s = time.perf_counter() - started
     started = time.perf_counter()
     answers = generate_answers(
         model,
         tokenizer,
         problems,
         batch_size=batch_size,
-        max_new_tokens=max(wanted) + 1 if wanted else max_new_tokens,  # + the forced stop token
+        max_new_tokens=limit,
         min_new_tokens=max_new_tokens if fixed_length and not wanted and decoding == "generate" else 0,
         decoding=decoding,
         lengths=wanted,
@@ -171,7 +185,40 @@ def measure(
         "problems_per_s": round(len(problems) / seconds, 4),
         "new_tokens": tokens,
         "tokens_per_s": round(tokens / seconds, 1),
+        "warmup_s": round(warmup_s, 2),
     }
+
+
+def measure_ask(model, tokenizer, examples: list[dict[str, Any]], questions: int, max_new_tokens: int, decoding: str):
+    """``mathpal ask`` at batch 1: the first question (with any compile) timed apart, then the rest."""
+    from mathpal_commands.ask import Tutor, ask
+    from mathpal_common.prompt import DEFAULT_SYSTEM_PROMPT
+
+    tutor = Tutor(model, tokenizer, DEFAULT_SYSTEM_PROMPT, "benchmark")
+    texts = [prompt_messages_text(e) for e in examples[: questions + 1]]
+    device = str(model.device)
+    started = time.perf_counter()
+    ask(tutor, texts[0], max_new_tokens, decoding=decoding)
+    _synchronise(device)
+    first_call_s = time.perf_counter() - started
+    answers = [ask(tutor, text, max_new_tokens, decoding=decoding) for text in texts[1:]]
+    _synchronise(device)
+    seconds = sum(a.seconds for a in answers)
+    tokens = sum(a.new_tokens for a in answers)
+    firsts = [a.first_token_s for a in answers if a.first_token_s is not None]
+    return {
+        "decoding": decoding,
+        "questions": len(answers),
+        "first_call_s": round(first_call_s, 2),
+        "new_tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        "first_token_s": round(sum(firsts) / len(firsts), 3) if firsts else None,
+    }
+
+
+def prompt_messages_text(example: dict[str, Any]) -> str:
+    """The user's question of a chat example (what a user types into ``mathpal ask``)."""
+    return next(m["content"] for m in example["messages"] if m["role"] == "user")
 
 
 def machine() -> dict[str, Any]:
@@ -251,6 +298,21 @@ def render(results: dict[str, Any]) -> str:
             f"best batch {best['batch_size']}: {best['problems_per_s']:.2f} problems/s = "
             f"{best['problems_per_s'] / single['problems_per_s']:.1f} × batch 1",
         ]
+    asked = results.get("ask") or []
+    eager = next((r for r in asked if r["decoding"] == "generate"), None)
+    if asked:
+        lines += [
+            "",
+            "| mathpal ask, decoding | questions | first call s | new tokens/s | first token s | × generate |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in asked:
+            rate, first = row["tokens_per_s"], row["first_token_s"]
+            times = f"{rate / eager['tokens_per_s']:.1f}" if eager and eager["tokens_per_s"] and rate else "–"
+            lines.append(
+                f"| {row['decoding']} | {row['questions']} | {row['first_call_s']:.2f} | "
+                f"{rate if rate is not None else '–'} | {first if first is not None else '–'} | {times} |"
+            )
     return "\n".join(lines)
 
 
@@ -259,6 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="eval-throughput-") as workdir:
         tokenizer, model, description = load(args, Path(workdir))
         needed = max(max(args.rounds, math.ceil(args.min_problems / b)) * b for b in args.batch_sizes)
+        needed = max(needed, args.ask + 1)
         examples = sample_examples(needed)
         lengths = answer_lengths(args.answer_lengths, needed) if args.answer_lengths else None
         batches = []
@@ -279,6 +342,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rate = f"{row['problems_per_s']:.2f} problems/s"
                 print(f"{decoding} batch {batch_size}: {rate}", file=sys.stderr, flush=True)
                 batches.append(row)
+        asked = []
+        for decoding in [d for d in args.decodings if d in ("generate", "static")] if args.ask else []:
+            row = measure_ask(model, tokenizer, examples, args.ask, args.max_new_tokens, decoding)
+            print(f"ask {decoding}: {row['tokens_per_s']} new tokens/s", file=sys.stderr, flush=True)
+            asked.append(row)
     single = next((r for r in batches if r["batch_size"] == 1 and r["decoding"] == "generate"), None)
     best = max(batches, key=lambda r: r["problems_per_s"])
     return {
@@ -288,6 +356,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "answer_lengths": args.answer_lengths,
         "machine": machine(),
         "batches": batches,
+        "ask": asked,
         "best_batch_size": best["batch_size"],
         "speedup_over_batch_1": round(best["problems_per_s"] / single["problems_per_s"], 2) if single else None,
     }
@@ -314,7 +383,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--decodings",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
         default=["generate"],
-        help="comma-separated: generate, continuous (a row each per batch size)",
+        help="comma-separated: generate, static, continuous (a row each per batch size)",
+    )
+    parser.add_argument(
+        "--ask", type=int, default=0, help="N: also time mathpal ask on N questions per decoding (generate, static)"
     )
     parser.add_argument("--answer-lengths", help="LO-HI: each answer's length drawn from this range (e.g. 50-400)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")

@@ -1,10 +1,15 @@
 """Batched greedy generation through the model's chat template.
 
-Two ways to decode, the same greedy answers:
+Three ways to decode, the same greedy answers:
 
 - ``generate`` (the default): left padding keeps every prompt's last token at the same
   position, so one ``generate`` call answers a whole batch with the KV cache. A batch
   runs until its longest answer ends.
+- ``static``: the same, with transformers' static KV cache, sized in steps of
+  ``STATIC_CACHE_STEP`` tokens and kept for later calls. On CUDA transformers then compiles
+  the decode step (CUDA graphs), once per cache shape: a decode step of Gemma-3n is bound by
+  kernel launches, not by the GPU's arithmetic. On a CPU nothing is compiled and the fixed
+  cache only costs: ``mathpal ask`` takes this path on CUDA alone.
 - ``continuous``: transformers' continuous batching (``continuous_batching_context_manager``,
   a paged KV cache): every question is a request, and a finished answer frees its slot
   for the next question at once, so short answers no longer wait for long ones.
@@ -20,8 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Decoding = Literal["generate", "continuous"]
-DECODINGS: tuple[str, ...] = ("generate", "continuous")
+Decoding = Literal["generate", "static", "continuous"]
+DECODINGS: tuple[str, ...] = ("generate", "static", "continuous")
+# The static cache's length is rounded up to a multiple of this: calls whose prompt and answer fit
+# reuse one cache, and on CUDA one compiled decode step (transformers keeps the largest cache).
+STATIC_CACHE_STEP = 512
 # The paged KV cache on a CPU: blocks sized to the work (transformers sizes it from free GPU memory).
 CPU_CACHE_BLOCK = 32
 CPU_BATCH_TOKENS = 1024
@@ -98,6 +106,7 @@ def generate_batch(
     min_new_tokens: int = 0,
     streamer: Any = None,
     lengths: Sequence[int] | None = None,
+    static: bool = False,
 ) -> list[Generation]:
     """Greedy answers for one batch of conversations.
 
@@ -105,6 +114,7 @@ def generate_batch(
     out, so every batch size does the same work; ``lengths`` (benchmarks only) makes answer i
     exactly ``lengths[i]`` tokens, the batch running until its longest ends. A transformers
     ``streamer`` (batches of one) gets the text as it is generated (``mathpal ask``).
+    ``static``: decode with a static KV cache (the ``static`` decoding above).
     """
     import torch
 
@@ -123,9 +133,20 @@ def generate_batch(
             **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
             **({"streamer": streamer} if streamer is not None else {}),
             **({"logits_processor": [exact_lengths(lengths, inputs["input_ids"].shape[1], stops)]} if lengths else {}),
+            **(static_cache(inputs["input_ids"].shape[1], max_new_tokens) if static else {}),
         )
     new = output[:, inputs["input_ids"].shape[1] :]
     return [finished(tokenizer, row, stops) for row in new.tolist()]
+
+
+def static_cache(prompt_width: int, max_new_tokens: int) -> dict[str, Any]:
+    """``generate``'s arguments for a static KV cache that holds the prompt and the answer, its length
+    rounded up to a multiple of ``STATIC_CACHE_STEP`` (so that most calls reuse one cache shape)."""
+    needed = prompt_width + max_new_tokens
+    return {
+        "cache_implementation": "static",
+        "max_cache_len": math.ceil(needed / STATIC_CACHE_STEP) * STATIC_CACHE_STEP,
+    }
 
 
 def exact_lengths(lengths: Sequence[int], prompt_width: int, stops: list[int]):
@@ -228,7 +249,8 @@ def generate_answers(
     """Answers for every example, in order, ``batch_size`` prompts per ``generate`` call.
 
     Prompts are sorted by length inside the run so each batch pads little, then
-    put back in the input order. With ``decoding="continuous"`` all questions go to
+    put back in the input order (``decoding="static"``: the same, with a static KV cache).
+    With ``decoding="continuous"`` all questions go to
     continuous batching at once, ``batch_size`` of them decoded at a time, a finished
     answer's slot refilled at once; ``min_new_tokens`` is for the ``generate`` path only.
     ``lengths`` (benchmarks only): example i's answer is exactly ``lengths[i]`` tokens.
@@ -252,7 +274,15 @@ def generate_answers(
         chunk = order[start : start + batch_size]
         conversations = [prompt_messages(examples[i]) for i in chunk]
         wanted = [lengths[i] for i in chunk] if lengths is not None else None
-        outputs = generate_batch(model, tokenizer, conversations, max_new_tokens, min_new_tokens, lengths=wanted)
+        outputs = generate_batch(
+            model,
+            tokenizer,
+            conversations,
+            max_new_tokens,
+            min_new_tokens,
+            lengths=wanted,
+            static=decoding == "static",
+        )
         results.update(zip(chunk, outputs))
         if on_batch:
             on_batch(len(chunk))

@@ -6,7 +6,13 @@ record's, else the first row of the recipe's training data, else ``prepare-data`
 default; ``mathpal_train.trained_run``), then the question as the user turn. Generation is
 greedy and stops at ``<end_of_turn>``, exactly as ``mathpal eval`` answers (``evals.generate``),
 so an answer here is the answer eval grades. Tokens are printed as they come
-(transformers' ``TextStreamer``), then the final answer the grader would extract.
+(transformers' ``TextStreamer``), then the final answer the grader would extract, the time to
+the first token and the rate.
+
+Faster answers, the same tokens: ask never needs the base model alone, so the adapter is
+merged into the loaded weights (no LoRA matmuls in each decode step); on CUDA the answer is
+decoded with a static KV cache, whose decode step transformers compiles on the first
+question (paid once per process while the questions fit the cache; ``evals.generate``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ class Tutor:
     system_prompt: str
     description: str
 
+    @property
+    def decoding(self) -> str:
+        """``static`` on CUDA, where compiling the decode step pays; ``generate`` elsewhere."""
+        return "static" if self.model.device.type == "cuda" else "generate"
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -44,6 +55,7 @@ class Answer:
     new_tokens: int
     seconds: float
     hit_limit: bool
+    first_token_s: float | None = None  # from the call to the first new token (the prompt's prefill, any compile)
 
 
 def load_tutor(
@@ -62,7 +74,8 @@ def load_tutor(
             raise ValueError(f"--adapter {err}") from None
         system_prompt, prompt_source = trained.system_prompt, trained.prompt_source
         tokenizer, loaded = load_model(trained.base_model, str(trained.adapter), tokenizer_path=trained.tokenizer)
-        where = f"base {trained.base_model} + adapter {trained.adapter}"
+        loaded = loaded.merge_and_unload()  # in memory only: the same answers, no LoRA matmuls per step
+        where = f"base {trained.base_model} + adapter {trained.adapter} (merged in memory)"
     elif model is not None:
         folder = Path(model)
         if not (folder / "config.json").is_file() and "/" not in model:
@@ -84,22 +97,40 @@ def conversation(tutor: Tutor, question: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": tutor.system_prompt}, {"role": "user", "content": question}]
 
 
-def ask(tutor: Tutor, question: str, max_new_tokens: int = 512, write: Callable[[str], None] | None = None) -> Answer:
-    """Answer ``question`` greedily, passing each decoded piece to ``write`` as it is generated."""
+def ask(
+    tutor: Tutor,
+    question: str,
+    max_new_tokens: int = 512,
+    write: Callable[[str], None] | None = None,
+    decoding: str | None = None,
+) -> Answer:
+    """Answer ``question`` greedily, passing each decoded piece to ``write`` as it is generated.
+
+    ``decoding``: ``generate`` or ``static`` (``evals.generate``); None: the tutor's own choice."""
     from transformers import TextStreamer
 
     tokenizer, model = tutor.tokenizer, tutor.model
+    first_token: list[float] = []
 
     class Echo(TextStreamer):
+        def put(self, value) -> None:
+            if not self.next_tokens_are_prompt and not first_token:
+                first_token.append(time.perf_counter())
+            super().put(value)
+
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if write is not None and text:
                 write(text)
 
+    static = (decoding or tutor.decoding) == "static"
     started = time.perf_counter()
     echo = Echo(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    (answer,) = generate_batch(model, tokenizer, [conversation(tutor, question)], max_new_tokens, streamer=echo)
+    (answer,) = generate_batch(
+        model, tokenizer, [conversation(tutor, question)], max_new_tokens, streamer=echo, static=static
+    )
     seconds = time.perf_counter() - started
-    return Answer(answer.text, extract_final_answer(answer.text), answer.new_tokens, seconds, answer.hit_limit)
+    first = first_token[0] - started if first_token else None
+    return Answer(answer.text, extract_final_answer(answer.text), answer.new_tokens, seconds, answer.hit_limit, first)
 
 
 def summary_line(answer: Answer) -> str:
@@ -107,7 +138,11 @@ def summary_line(answer: Answer) -> str:
     final = answer.final_answer if answer.final_answer is not None else "none found"
     limit = ", stopped at --max-new-tokens" if answer.hit_limit else ""
     rate = answer.new_tokens / answer.seconds if answer.seconds > 0 else 0.0
-    return f"final answer: {final}   ({answer.new_tokens} tokens in {answer.seconds:.1f} s, {rate:.0f} tokens/s{limit})"
+    first = f", first after {answer.first_token_s:.2f} s" if answer.first_token_s is not None else ""
+    return (
+        f"final answer: {final}   ({answer.new_tokens} tokens in {answer.seconds:.1f} s{first}, "
+        f"{rate:.0f} tokens/s{limit})"
+    )
 
 
 # --------------------------------------------------------------------------- where questions come from

@@ -140,12 +140,29 @@ def test_varied_answer_lengths_with_both_decodings(bench, tiny_model_dir, tmp_pa
     assert "| continuous | 4 |" in bench.render(results)
 
 
+def test_static_rows_and_ask_rows_at_tiny_shape(bench, tiny_model_dir, tmp_path):
+    """The static-cache row decodes what the default row decodes, and ``--ask`` times the first question
+    (any compile) apart from the rest, with the time to the first token."""
+    results = bench.main(
+        ["--gpu-e2b", "--tiny-shape", "--tokenizer", str(tiny_model_dir), "--batch-sizes", "2"]
+        + ["--max-new-tokens", "3", "--min-problems", "2", "--rounds", "1", "--decodings", "generate,static"]
+        + ["--ask", "2"]
+    )
+    generate, static = results["batches"]
+    assert (generate["decoding"], static["decoding"]) == ("generate", "static")
+    assert generate["new_tokens"] == static["new_tokens"] == 6 and static["warmup_s"] > 0
+    asked = results["ask"]
+    assert [(r["decoding"], r["questions"]) for r in asked] == [("generate", 2), ("static", 2)]
+    assert all(r["first_call_s"] > 0 and r["new_tokens"] > 0 and r["first_token_s"] > 0 for r in asked)
+    assert "| static | 2 |" in bench.render(results)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--answer-lengths", "400-50"], "--answer-lengths '400-50': write LO-HI"),
         (["--answer-lengths", "fifty"], "--answer-lengths 'fifty': write LO-HI"),
-        (["--decodings", "generate,vllm"], "--decodings vllm: use generate, continuous"),
+        (["--decodings", "generate,vllm"], "--decodings vllm: use generate, static, continuous"),
     ],
 )
 def test_bad_modes_are_refused_before_any_model_loads(bench, argv, message, capsys):

@@ -12,6 +12,7 @@ from evals.generate import (
     load_model,
     prompt_ids,
     prompt_messages,
+    static_cache,
     stop_token_ids,
 )
 
@@ -111,5 +112,28 @@ def test_generate_answers_takes_either_decoding_and_refuses_others(tiny_model_di
     )
     assert [g.token_ids for g in fast] == [g.token_ids for g in eager]
     assert done == [1] * 5  # all questions queued at once (2 slots), progress as each answer ends
-    with pytest.raises(ValueError, match="decoding 'vllm': use one of generate, continuous"):
+    static = generate_answers(model, tokenizer, examples, batch_size=2, max_new_tokens=6, decoding="static")
+    assert [g.token_ids for g in static] == [g.token_ids for g in eager]
+    with pytest.raises(ValueError, match="decoding 'vllm': use one of generate, static, continuous"):
         generate_answers(model, tokenizer, examples, decoding="vllm")
+
+
+# --------------------------------------------------------------------------- static KV cache
+
+
+def test_static_cache_gives_the_eager_token_ids_at_batch_one_and_for_a_mixed_length_batch(
+    tiny_model_dir, chat_examples
+):
+    tokenizer, model = load_model(str(tiny_model_dir))
+    conversations = mixed_conversations(chat_examples)
+    for batch in (conversations[:1], conversations):
+        eager = generate_batch(model, tokenizer, batch, max_new_tokens=12)
+        fast = generate_batch(model, tokenizer, batch, max_new_tokens=12, static=True)
+        assert fast[0].token_ids and [g.token_ids for g in fast] == [g.token_ids for g in eager]
+        assert [g.hit_limit for g in fast] == [g.hit_limit for g in eager]
+
+
+def test_static_cache_length_is_rounded_up_so_that_calls_share_one_shape():
+    assert static_cache(100, 64) == {"cache_implementation": "static", "max_cache_len": 512}
+    assert static_cache(448, 64)["max_cache_len"] == 512  # exactly full still fits
+    assert static_cache(449, 64)["max_cache_len"] == 1024

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from evals.generate import generate_batch
+from evals.generate import generate_batch, load_model
 from mathpal_cli import app
-from mathpal_commands.ask import ask, conversation, load_tutor, questions_from_file
+from mathpal_commands.ask import ask, conversation, load_tutor, questions_from_file, summary_line
 from tests.conftest import SYSTEM
 
 runner = CliRunner()
@@ -46,6 +46,34 @@ def test_answers_are_the_ones_eval_generates(tutor, chat_examples):
         (expected,) = generate_batch(tutor.model, tutor.tokenizer, [conversation(tutor, question)], 12)
         assert "".join(pieces).strip() == answer.text == expected.text
         assert answer.new_tokens == expected.new_tokens and answer.hit_limit == expected.hit_limit
+
+
+def test_the_adapter_is_merged_in_memory_and_answers_with_the_tokens_of_the_attached_one(
+    tutor, trained_run_dir, tiny_model_dir, chat_examples
+):
+    assert not hasattr(tutor.model, "peft_config") and "merged in memory" in tutor.description
+    tokenizer, attached = load_model(str(tiny_model_dir), str(trained_run_dir), tokenizer_path=str(trained_run_dir))
+    assert hasattr(attached, "peft_config")  # eval's model: the adapter attached, the baseline under it
+    conversations = [conversation(tutor, e["messages"][1]["content"]) for e in chat_examples[:3]]
+    merged = generate_batch(tutor.model, tutor.tokenizer, conversations, 24)
+    assert [g.token_ids for g in merged] == [
+        g.token_ids for g in generate_batch(attached, tokenizer, conversations, 24)
+    ]
+    assert merged[0].token_ids
+
+
+def test_static_decoding_answers_as_the_default_and_is_chosen_on_cuda_only(tutor, chat_examples):
+    assert tutor.decoding == "generate"  # a CPU: nothing compiles, a static cache only costs
+    question = chat_examples[1]["messages"][1]["content"]
+    default = ask(tutor, question, max_new_tokens=16, decoding="generate")
+    static = ask(tutor, question, max_new_tokens=16, decoding="static")
+    assert (static.text, static.new_tokens, static.hit_limit) == (default.text, default.new_tokens, default.hit_limit)
+
+
+def test_the_summary_gives_the_time_to_the_first_token(tutor, chat_examples):
+    answer = ask(tutor, chat_examples[2]["messages"][1]["content"], max_new_tokens=8)
+    assert answer.first_token_s is not None and 0 < answer.first_token_s <= answer.seconds
+    assert f"first after {answer.first_token_s:.2f} s" in summary_line(answer)
 
 
 @contextmanager
@@ -92,7 +120,9 @@ def test_cli_asks_an_argument_a_file_and_stdin(trained_run_dir, tiny_model_dir, 
     common = ["ask", "--adapter", str(trained_run_dir), "--max-new-tokens", "6"]
     one = runner.invoke(app, [*common, "Tính 12 + 30."], terminal_width=300)
     assert one.exit_code == 0, one.output
-    assert one.output.startswith(f"tutor: base {tiny_model_dir} + adapter {trained_run_dir}; system prompt from ")
+    assert one.output.startswith(
+        f"tutor: base {tiny_model_dir} + adapter {trained_run_dir} (merged in memory); system prompt from "
+    )
     assert len(re.findall(r"final answer: .*\((\d) tokens in [\d.]+ s", one.output)) == 1, one.output
     questions = tmp_path / "q.txt"
     questions.write_text("Tính 12 + 30.\nTính 5 x 6.\n", encoding="utf-8")

@@ -35,7 +35,7 @@ def test_eval_ask_and_merge_load_the_same_thing(trained_run_dir, tiny_model_dir,
     )
     tutor = load_tutor(trained_run_dir)
     assert tutor.system_prompt == trained.system_prompt
-    assert tutor.description.startswith(f"base {trained.base_model} + adapter {trained.adapter};")
+    assert tutor.description.startswith(f"base {trained.base_model} + adapter {trained.adapter} (merged in memory);")
     merged = merge_adapter(trained_run_dir, tmp_path / "merged")
     merged_record = json.loads((merged / RUN_RECORD).read_text(encoding="utf-8"))
     assert merged_record["merged"]["base_model"] == trained.base_model
