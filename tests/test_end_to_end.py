@@ -136,3 +136,11 @@ def test_the_trained_tutor_answers_and_its_merged_model_answers_the_same(pipelin
     assert "system prompt from outputs/smoke/mathpal_run.json" in asked.stdout
     assert f"Merged model written to {Path('outputs/smoke/merged')}" in merged.stdout
     assert answer_of(asked).startswith("\n[1] ") and answer_of(asked) == answer_of(asked_merged)
+
+
+def test_eval_ask_and_merge_load_the_same_thing_from_the_trained_run(pipeline, tmp_path):
+    """The one loader on a run Axolotl really trained (the check is the one of the unit test)."""
+    from tests.mathpal_commands.test_evaluate import assert_one_loader
+
+    work = pipeline[0]
+    assert_one_loader(work / "outputs" / "smoke", (work / ".mathpal" / "tiny-gemma3n").resolve(), tmp_path)

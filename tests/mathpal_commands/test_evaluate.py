@@ -18,9 +18,15 @@ from mathpal_train.trained_run import load_trained
 
 
 def test_eval_ask_and_merge_load_the_same_thing(trained_run_dir, tiny_model_dir, tmp_path):
+    assert_one_loader(trained_run_dir, tiny_model_dir, tmp_path)
+
+
+def assert_one_loader(trained_run_dir: Path, base_model: Path, tmp_path: Path) -> None:
+    """Eval, ask and merge take the same base model, adapter, tokenizer, system prompt and experiment
+    from the run (also run on the end-to-end pipeline's trained run, tests/test_end_to_end.py)."""
     trained = load_trained(trained_run_dir)
     assert (trained.base_model, trained.adapter, trained.tokenizer) == (
-        str(tiny_model_dir),
+        str(base_model),
         trained_run_dir,
         str(trained_run_dir),  # the tokenizer Axolotl saved beside the adapter, chat template included
     )
