@@ -191,11 +191,13 @@ def measure(
 
 def measure_ask(model, tokenizer, examples: list[dict[str, Any]], questions: int, max_new_tokens: int, decoding: str):
     """``mathpal ask`` at batch 1: the first question (with any compile) timed apart, then the rest."""
+    from evals.generate import prompt_messages
     from mathpal_commands.ask import Tutor, ask
     from mathpal_common.prompt import DEFAULT_SYSTEM_PROMPT
 
     tutor = Tutor(model, tokenizer, DEFAULT_SYSTEM_PROMPT, "benchmark")
-    texts = [prompt_messages_text(e) for e in examples[: questions + 1]]
+    # What a user types into ask: each example's question (its prompt's last message, the user's).
+    texts = [prompt_messages(e)[-1]["content"] for e in examples[: questions + 1]]
     device = str(model.device)
     started = time.perf_counter()
     ask(tutor, texts[0], max_new_tokens, decoding=decoding)
@@ -214,11 +216,6 @@ def measure_ask(model, tokenizer, examples: list[dict[str, Any]], questions: int
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         "first_token_s": round(sum(firsts) / len(firsts), 3) if firsts else None,
     }
-
-
-def prompt_messages_text(example: dict[str, Any]) -> str:
-    """The user's question of a chat example (what a user types into ``mathpal ask``)."""
-    return next(m["content"] for m in example["messages"] if m["role"] == "user")
 
 
 def machine() -> dict[str, Any]:

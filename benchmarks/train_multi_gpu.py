@@ -38,7 +38,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.train_throughput import build_model, first_step_marks, production_argv, step_summary, write_data
+from benchmarks.train_throughput import (
+    build_model,
+    first_step_marks,
+    production_argv,
+    step_summary,
+    tee_lines,
+    write_data,
+)
 from mathpal_train.train_log import train_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,15 +157,7 @@ def run(
         start_new_session=True,
     )
     log_file = log_path.open("w", encoding="utf-8")
-
-    def read() -> None:
-        # Each line goes to the log as it comes: a call cut short still shows where the run was.
-        for line in proc.stdout:
-            timed.append((time.perf_counter() - start, line))
-            log_file.write(line)
-            log_file.flush()
-
-    reader = threading.Thread(target=read, daemon=True)
+    reader = threading.Thread(target=tee_lines, args=(proc.stdout, start, timed, log_file), daemon=True)
     reader.start()
     stopped, exit_after = False, None
     while proc.poll() is None:

@@ -66,6 +66,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from mathpal_common.atomic_files import write_text_atomic
 from mathpal_train.train_log import metric_dicts, train_steps
@@ -572,6 +573,15 @@ def first_step_marks(timed_lines: Iterable[tuple[float, str]]) -> tuple[float | 
     return None, eval_s
 
 
+def tee_lines(lines: Iterable[str], start: float, timed: list[tuple[float, str]], log: TextIO) -> None:
+    """Keep each line of a job's output with its time since ``start``, and write it to ``log`` as it
+    comes (a call cut short keeps the log)."""
+    for line in lines:
+        timed.append((time.perf_counter() - start, line))
+        log.write(line)
+        log.flush()
+
+
 def stream_run(
     argv: list[str], cwd: Path, env: dict[str, str] | None = None, log_path: Path | None = None
 ) -> StreamedRun:
@@ -590,10 +600,7 @@ def stream_run(
         ) as proc,
     ):
         assert proc.stdout is not None
-        for line in proc.stdout:
-            timed.append((time.perf_counter() - start, line))
-            log.write(line)
-            log.flush()
+        tee_lines(proc.stdout, start, timed, log)
     first, eval_s = first_step_marks(timed)
     trainer_start = next((at for at, line in timed if TRAINER_START in line), None)
     return StreamedRun(proc.returncode, "".join(line for _, line in timed), first, eval_s, trainer_start)

@@ -52,9 +52,8 @@ class EvalSettings:
     limit: int | None = None
     batch_size: int = 32
     max_new_tokens: int = 256
-    decoding: Decoding = (
-        "generate"  # "static": static KV cache, compiled on CUDA; "continuous": slots refilled (evals/generate.py)
-    )
+    # "static": static KV cache, compiled on CUDA; "continuous": slots refilled as answers end (evals/generate.py)
+    decoding: Decoding = "generate"
     report_dir: Path | None = None
     comet: bool = True
 

@@ -160,7 +160,8 @@ def finish_record(output_dir: Path, end: JobEnd, log_path: Path) -> Outcome:
         return Outcome(end.code, [line], failed)
     open_to_umask(output_dir)  # savers that write through tempfile leave 0600 files (the adapter)
     record = read_record(output_dir)
-    finished = end.code == 0 and RunRecord.from_dict(record).finished
+    recorded = RunRecord.from_dict(record)
+    finished = end.code == 0 and recorded.finished
     if end.code == 0:
         status["status"] = "finished" if finished else "ended without its finished mark"
     write_record(output_dir, {**record, **status, "ended_at": run_folder.now()})
@@ -172,7 +173,7 @@ def finish_record(output_dir: Path, end: JobEnd, log_path: Path) -> Outcome:
             f"warning: {output_dir} was not marked finished (mathpal_train.run_state.RunStatePlugin found no "
             "adapter saved after the training loop), so no model artifact is logged"
         )
-    elif RunRecord.from_dict(record).comet and (output_dir / "adapter_config.json").is_file():
+    elif recorded.comet and (output_dir / "adapter_config.json").is_file():
         from mathpal_train.model_artifact import log_model_artifact
 
         try:
