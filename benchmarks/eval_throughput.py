@@ -27,7 +27,22 @@ answers' length, so that the timed batches reuse the compiled shape).
 ``--ask N`` adds ``mathpal ask``'s rows: N questions at batch 1 through
 ``mathpal_commands.ask.ask``, once per decoding among ``generate`` and ``static``: the first
 question's seconds (any compile, paid once per process) apart, then new tokens/s and the
-mean time to the first token over the others.
+mean time to the first token over the others. ``--ask-max-new-tokens N`` caps their answers
+apart from the batch rows' (batch 1 is the slow case on a GPU).
+
+``--adapter-rank R`` (with ``--gpu-e2b``) attaches a random LoRA adapter of rank R to the
+recipes' target modules, non-zero so that it changes the answers: ``mathpal eval`` decodes with
+its adapter attached. The ask ``generate`` row then runs attached (ask's eager path), and the
+model is merged in place before the ask ``static`` row (ask's fast path merges at load), so the
+ask rows are measured last.
+
+Every row that is not ``generate`` reports its agreement with the ``generate`` row of the same
+batch size (``same_tokens``: the fraction of answers with the same token ids;
+``first_divergence``: the median index of the first differing token among the others; bf16
+kernels of another path may differ in the last bit, and greedy decoding then picks another
+token); the ask ``static`` row compares its answers' text with the ask ``generate`` row's
+(``same_text``). A row that fails is recorded with its error and the run goes on; ``--json``
+is rewritten after every row, so a run killed at a time limit keeps every row measured so far.
 """
 
 from __future__ import annotations
@@ -37,15 +52,21 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mathpal_train.tiny_model import e2b_text_config  # noqa: F401 - the one E2B builder (tests use it from here)
 
 GEMMA_PAD, GEMMA_EOS, GEMMA_BOS, GEMMA_END_OF_TURN = 0, 1, 2, 106
+
+# The recipes' lora_target_modules (recipes/*.yml): the text tower's attention and MLP projections.
+LORA_TARGET_MODULES = r"model.(language_model.)?layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj"
 
 
 def ids_without_per_layer_input(config) -> list[int]:
@@ -88,6 +109,28 @@ def build_random_model(config, device: str, dtype, seed: int = 0):
         do_sample=False,
         suppress_tokens=ids_without_per_layer_input(config) or None,
     )
+    return model.eval()
+
+
+def attach_adapter(model, rank: int, seed: int = 0):
+    """``model`` with a random LoRA adapter of rank ``rank`` attached (not merged), as ``mathpal eval``
+    decodes a trained run: the recipes' target modules, ``lora_alpha = r``, no dropout.
+
+    PEFT starts every B matrix at zero (the adapter a no-op); a trained adapter is not, so the B
+    matrices get small seeded random values, in their own dtype on their own device. PEFT's
+    default dtype handling is kept: it holds the adapter in float32 on a bf16 model, as
+    ``PeftModel.from_pretrained`` does when eval loads a trained one.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=LORA_TARGET_MODULES)
+    model = get_peft_model(model, config)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(mean=0.0, std=0.02)
     return model.eval()
 
 
@@ -140,10 +183,11 @@ def measure(
     fixed_length: bool,
     decoding: str = "generate",
     lengths: list[int] | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[tuple[int, ...]]]:
     """Rate of one batch size: a short warm-up batch, then ``max(rounds, ⌈min_problems/B⌉)``
     full batches timed end to end (tokenising, generating, decoding: what eval waits for).
-    ``lengths``: answer i is exactly ``lengths[i]`` tokens (``max_new_tokens`` is then unused)."""
+    ``lengths``: answer i is exactly ``lengths[i]`` tokens (``max_new_tokens`` is then unused).
+    Returns the row and the timed answers' token ids (to compare decodings; kept out of the JSON)."""
     from evals.generate import generate_answers
 
     device = str(model.device)
@@ -170,14 +214,15 @@ def measure(
         problems,
         batch_size=batch_size,
         max_new_tokens=limit,
-        min_new_tokens=max_new_tokens if fixed_length and not wanted and decoding == "generate" else 0,
+        # generate and static alike hold the stop tokens back, so their answers compare token by token
+        min_new_tokens=max_new_tokens if fixed_length and not wanted else 0,
         decoding=decoding,
         lengths=wanted,
     )
     _synchronise(device)
     seconds = time.perf_counter() - started
     tokens = sum(a.new_tokens for a in answers)
-    return {
+    row = {
         "decoding": decoding,
         "batch_size": batch_size,
         "problems": len(problems),
@@ -187,10 +232,49 @@ def measure(
         "tokens_per_s": round(tokens / seconds, 1),
         "warmup_s": round(warmup_s, 2),
     }
+    return row, [a.token_ids for a in answers]
 
 
-def measure_ask(model, tokenizer, examples: list[dict[str, Any]], questions: int, max_new_tokens: int, decoding: str):
-    """``mathpal ask`` at batch 1: the first question (with any compile) timed apart, then the rest."""
+def first_difference(reference: Sequence[Any], other: Sequence[Any]) -> int | None:
+    """Index of the first item where ``other`` parts from ``reference`` (the shorter one's length when
+    one is the start of the other); None when they are the same."""
+    for index, (a, b) in enumerate(zip(reference, other, strict=False)):
+        if a != b:
+            return index
+    return None if len(reference) == len(other) else min(len(reference), len(other))
+
+
+def agreement(reference: Sequence[Sequence[int]], answers: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """How far a decoding's answers match the eager (``generate``) path's, problem by problem.
+
+    ``same_tokens``: the fraction of answers with the same token ids; ``first_divergence``: the
+    median index of the first differing token among the others (bf16 kernels of another path may
+    differ in the last bit, and greedy decoding then picks another token from there on);
+    ``stopped_early``: differing answers that are the start of the eager one, i.e. ended at a stop
+    token the eager row held back (continuous batching does not hold stop tokens back: not a
+    kernel difference)."""
+    firsts = [first_difference(r, a) for r, a in zip(reference, answers, strict=True)]
+    differing = [f for f in firsts if f is not None]
+    early = sum(1 for f, r, a in zip(firsts, reference, answers, strict=True) if f is not None and f == len(a) < len(r))
+    return {
+        "same_tokens": round((len(firsts) - len(differing)) / len(firsts), 3) if firsts else None,
+        "first_divergence": statistics.median(differing) if differing else None,
+        "stopped_early": early,
+    }
+
+
+def measure_ask(
+    model,
+    tokenizer,
+    examples: list[dict[str, Any]],
+    questions: int,
+    max_new_tokens: int,
+    decoding: str,
+    adapter: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """``mathpal ask`` at batch 1: the first question (with any compile) timed apart, then the rest.
+    ``adapter`` (``attached``, ``merged`` or None) only labels the row. Returns the row and the timed
+    answers' text (``Answer`` carries no token ids: the ask rows compare text)."""
     from evals.generate import prompt_messages
     from mathpal_commands.ask import Tutor, ask
     from mathpal_common.prompt import DEFAULT_SYSTEM_PROMPT
@@ -208,14 +292,16 @@ def measure_ask(model, tokenizer, examples: list[dict[str, Any]], questions: int
     seconds = sum(a.seconds for a in answers)
     tokens = sum(a.new_tokens for a in answers)
     firsts = [a.first_token_s for a in answers if a.first_token_s is not None]
-    return {
+    row = {
         "decoding": decoding,
+        "adapter": adapter,
         "questions": len(answers),
         "first_call_s": round(first_call_s, 2),
         "new_tokens": tokens,
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         "first_token_s": round(sum(firsts) / len(firsts), 3) if firsts else None,
     }
+    return row, [a.text for a in answers]
 
 
 def machine() -> dict[str, Any]:
@@ -257,7 +343,14 @@ def load(args: argparse.Namespace, workdir: Path):
         model = build_random_model(config, device, dtype)
         shape = "tiny-shape Gemma-3n" if args.tiny_shape else "E2B-shaped Gemma-3n"
         params = sum(p.numel() for p in model.parameters()) / 1e9
-        return tokenizer, model, f"{shape}, random weights, {params:.2f} B parameters, {str(dtype)[6:]} on {device}"
+        description = f"{shape}, random weights, {params:.2f} B parameters, {str(dtype)[6:]} on {device}"
+        if args.adapter_rank:
+            model = attach_adapter(model, args.adapter_rank)
+            lora = next(p for name, p in model.named_parameters() if "lora_B" in name)
+            description += (
+                f", LoRA r={args.adapter_rank} attached ({str(lora.dtype)[6:]} adapter weights, as eval loads them)"
+            )
+        return tokenizer, model, description
     from evals.generate import load_model
 
     model_dir = args.model or tiny_checkpoint(workdir)
@@ -265,10 +358,42 @@ def load(args: argparse.Namespace, workdir: Path):
     return tokenizer, model, f"{model_dir} ({str(model.dtype)[6:]} on {model.device})"
 
 
+def _cell(text: Any) -> str:
+    """A value as a markdown table cell (an error message may hold a ``|``)."""
+    return str(text).replace("|", "\\|")
+
+
+def _agreement_cell(row: dict[str, Any], key: str) -> str:
+    """``same tokens`` / ``same text``: the share of answers equal to the eager path's, where they part."""
+    same = row.get(key)
+    if same is None:
+        return "–"
+    text = f"{same:.1%}"
+    if row.get("first_divergence") is not None:
+        text += f", first differs at token {row['first_divergence']:g}"
+    if row.get("stopped_early"):
+        text += f", {row['stopped_early']} stopped early"
+    return text
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with the best batch size and its speed-up over generate batch 1, from the rows that
+    did not fail (None where none did)."""
+    ok = [r for r in results["batches"] if "error" not in r]
+    single = next((r for r in ok if r["batch_size"] == 1 and r["decoding"] == "generate"), None)
+    best = max(ok, key=lambda r: r["problems_per_s"]) if ok else None
+    results["best_batch_size"] = best["batch_size"] if best else None
+    results["speedup_over_batch_1"] = (
+        round(best["problems_per_s"] / single["problems_per_s"], 2) if best and single else None
+    )
+    return results
+
+
 def render(results: dict[str, Any]) -> str:
-    """Markdown table of the rates and the best batch's speed-up over batch 1."""
+    """Markdown table of the rates and the best batch's speed-up over batch 1; failed rows say their error."""
     rows = results["batches"]
-    single = next((r for r in rows if r["batch_size"] == 1 and r.get("decoding", "generate") == "generate"), None)
+    ok = [r for r in rows if "error" not in r]
+    single = next((r for r in ok if r["batch_size"] == 1 and r.get("decoding", "generate") == "generate"), None)
     lines = [
         f"model: {results['model']}",
         (
@@ -279,84 +404,187 @@ def render(results: dict[str, Any]) -> str:
         )
         + f"; machine: {results['machine']}",
         "",
-        "| decoding | batch | problems | seconds | problems/s | new tokens/s | × generate batch 1 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| decoding | batch | problems | seconds | problems/s | new tokens/s | × generate batch 1 | same tokens |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
+        decoding, batch = row.get("decoding", "generate"), row.get("batch_size", "?")
+        if "error" in row:
+            lines.append(f"| {decoding} | {batch} | failed: {_cell(row['error'])} | | | | | |")
+            continue
         speedup = f"{row['problems_per_s'] / single['problems_per_s']:.1f}" if single else "–"
         lines.append(
-            f"| {row.get('decoding', 'generate')} | {row['batch_size']} | {row['problems']} | {row['seconds']:.2f} | "
-            f"{row['problems_per_s']:.2f} | {row['tokens_per_s']:.0f} | {speedup} |"
+            f"| {decoding} | {batch} | {row['problems']} | {row['seconds']:.2f} | "
+            f"{row['problems_per_s']:.2f} | {row['tokens_per_s']:.0f} | {speedup} | "
+            f"{_agreement_cell(row, 'same_tokens')} |"
         )
-    best = max(rows, key=lambda r: r["problems_per_s"])
-    if single:
-        lines += [
-            "",
-            f"best batch {best['batch_size']}: {best['problems_per_s']:.2f} problems/s = "
-            f"{best['problems_per_s'] / single['problems_per_s']:.1f} × batch 1",
-        ]
+    if ok:
+        best = max(ok, key=lambda r: r["problems_per_s"])
+        if single:
+            lines += [
+                "",
+                f"best batch {best['batch_size']}: {best['problems_per_s']:.2f} problems/s = "
+                f"{best['problems_per_s'] / single['problems_per_s']:.1f} × batch 1",
+            ]
     asked = results.get("ask") or []
-    eager = next((r for r in asked if r["decoding"] == "generate"), None)
+    asked_ok = [r for r in asked if "error" not in r]
+    eager = next((r for r in asked_ok if r["decoding"] == "generate"), None)
     if asked:
+        limit = results.get("ask_max_new_tokens")
         lines += [
             "",
-            "| mathpal ask, decoding | questions | first call s | new tokens/s | first token s | × generate |",
-            "|---|---:|---:|---:|---:|---:|",
+            *([f"mathpal ask: at most {limit} new tokens an answer", ""] if limit else []),
+            "| mathpal ask, decoding | adapter | questions | first call s | new tokens/s | first token s "
+            "| × generate | same text |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
         ]
         for row in asked:
+            adapter = row.get("adapter") or "–"
+            if "error" in row:
+                lines.append(f"| {row.get('decoding', '?')} | {adapter} | failed: {_cell(row['error'])} | | | | | |")
+                continue
             rate, first = row["tokens_per_s"], row["first_token_s"]
             times = f"{rate / eager['tokens_per_s']:.1f}" if eager and eager["tokens_per_s"] and rate else "–"
             lines.append(
-                f"| {row['decoding']} | {row['questions']} | {row['first_call_s']:.2f} | "
-                f"{rate if rate is not None else '–'} | {first if first is not None else '–'} | {times} |"
+                f"| {row['decoding']} | {adapter} | {row['questions']} | {row['first_call_s']:.2f} | "
+                f"{rate if rate is not None else '–'} | {first if first is not None else '–'} | {times} | "
+                f"{_agreement_cell(row, 'same_text')} |"
             )
+    if not ok and not asked_ok:
+        lines += ["", "every row failed: see the errors above (tracebacks on stderr)"]
+    elif not ok:
+        lines += ["", "every batch row failed: see the errors above (tracebacks on stderr)"]
+    elif asked and not asked_ok:
+        lines += ["", "every ask row failed: see the errors above (tracebacks on stderr)"]
     return "\n".join(lines)
 
 
+def same_text(reference: Sequence[str], answers: Sequence[str]) -> dict[str, Any]:
+    """``same_text``: the fraction of ask answers equal to the eager path's, question by question."""
+    same = sum(a == b for a, b in zip(reference, answers, strict=True))
+    return {"same_text": round(same / len(answers), 3) if answers else None}
+
+
+def failure(label: str, err: BaseException) -> str:
+    """One row's error as the row records it (``Type: first line``), its traceback on stderr: one
+    failing row (out of memory at a large batch, a compile error) must not cost the rows after it."""
+    traceback.print_exc(file=sys.stderr)
+    lines = str(err).strip().splitlines()
+    message = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    print(f"{label} failed: {message}", file=sys.stderr, flush=True)
+    return message
+
+
+def _free_memory(device: str) -> None:
+    """After a failed row, give its memory back (an out-of-memory batch leaves cached blocks behind)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def save(path: Path | None, results: dict[str, Any]) -> None:
+    """Write the results to ``path`` through a temporary file and a rename, so that a run killed at
+    its time limit leaves the last complete JSON, never half of one."""
+    from mathpal_common.atomic_files import write_text_atomic
+
+    if path is not None:
+        write_text_atomic(path, json.dumps(results, indent=2) + "\n")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure every batch size; the results as a dict (what ``--json`` writes)."""
+    """Measure every batch size, then the ask rows; the results as a dict (what ``--json`` writes),
+    also written to ``--json`` after every row."""
+    results: dict[str, Any] = {
+        "model": None,
+        "max_new_tokens": args.max_new_tokens,
+        "ask_max_new_tokens": args.ask_max_new_tokens if args.ask else None,
+        "fixed_length": not args.stop_at_eos,
+        "answer_lengths": args.answer_lengths,
+        "adapter_rank": args.adapter_rank,
+        "machine": machine(),
+        "batches": [],
+        "ask": [],
+        "best_batch_size": None,
+        "speedup_over_batch_1": None,
+    }
+
+    def checkpoint(row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        rows.append(row)
+        if "error" in row:
+            _free_memory(device)
+        try:
+            save(args.json, summarise(results))
+        except Exception as err:  # a full disk mid-run: keep measuring, the rows are still printed at the end
+            failure(f"writing {args.json}", err)
+
+    def compare(row: dict[str, Any], fields: Callable[..., dict[str, Any]], *answers: Sequence[Any]) -> None:
+        try:  # apart from the measuring, so that a comparison that fails never costs the row's timing
+            row.update(fields(*answers))
+        except Exception as err:
+            row["comparison_error"] = failure(f"comparing {row['decoding']} with generate", err)
+
     with tempfile.TemporaryDirectory(prefix="eval-throughput-") as workdir:
         tokenizer, model, description = load(args, Path(workdir))
+        results["model"] = description
+        device = str(model.device)
         needed = max(max(args.rounds, math.ceil(args.min_problems / b)) * b for b in args.batch_sizes)
         needed = max(needed, args.ask + 1)
         examples = sample_examples(needed)
         lengths = answer_lengths(args.answer_lengths, needed) if args.answer_lengths else None
-        batches = []
+        eager: dict[int, list[tuple[int, ...]]] = {}  # generate rows' token ids by batch size, to compare with
         for decoding in args.decodings:
             for batch_size in args.batch_sizes:
-                row = measure(
-                    model,
-                    tokenizer,
-                    examples,
-                    batch_size,
-                    args.max_new_tokens,
-                    args.min_problems,
-                    args.rounds,
-                    not args.stop_at_eos,
-                    decoding,
-                    lengths,
+                row: dict[str, Any] = {"decoding": decoding, "batch_size": batch_size}
+                try:
+                    row, tokens = measure(
+                        model,
+                        tokenizer,
+                        examples,
+                        batch_size,
+                        args.max_new_tokens,
+                        args.min_problems,
+                        args.rounds,
+                        not args.stop_at_eos,
+                        decoding,
+                        lengths,
+                    )
+                    rate = f"{row['problems_per_s']:.2f} problems/s"
+                    print(f"{decoding} batch {batch_size}: {rate}", file=sys.stderr, flush=True)
+                except Exception as err:
+                    row = {**row, "error": failure(f"{decoding} batch {batch_size}", err)}
+                else:
+                    if decoding == "generate":
+                        eager[batch_size] = tokens
+                    elif batch_size in eager:
+                        compare(row, agreement, eager[batch_size], tokens)
+                checkpoint(row, results["batches"])
+        # Last, as they change the model: ask's eager path decodes with the adapter attached, its fast
+        # path merges it in place first (mathpal_commands.ask.load_tutor).
+        adapter = "attached" if args.adapter_rank else None
+        eager_texts: list[str] | None = None
+        for decoding in [d for d in ("generate", "static") if d in args.decodings] if args.ask else []:
+            row = {"decoding": decoding, "adapter": adapter}
+            try:
+                if decoding == "static" and adapter == "attached":
+                    model = model.merge_and_unload()
+                    adapter = row["adapter"] = "merged"
+                row, texts = measure_ask(
+                    model, tokenizer, examples, args.ask, args.ask_max_new_tokens, decoding, adapter
                 )
-                rate = f"{row['problems_per_s']:.2f} problems/s"
-                print(f"{decoding} batch {batch_size}: {rate}", file=sys.stderr, flush=True)
-                batches.append(row)
-        asked = []
-        for decoding in [d for d in args.decodings if d in ("generate", "static")] if args.ask else []:
-            row = measure_ask(model, tokenizer, examples, args.ask, args.max_new_tokens, decoding)
-            print(f"ask {decoding}: {row['tokens_per_s']} new tokens/s", file=sys.stderr, flush=True)
-            asked.append(row)
-    single = next((r for r in batches if r["batch_size"] == 1 and r["decoding"] == "generate"), None)
-    best = max(batches, key=lambda r: r["problems_per_s"])
-    return {
-        "model": description,
-        "max_new_tokens": args.max_new_tokens,
-        "fixed_length": not args.stop_at_eos,
-        "answer_lengths": args.answer_lengths,
-        "machine": machine(),
-        "batches": batches,
-        "ask": asked,
-        "best_batch_size": best["batch_size"],
-        "speedup_over_batch_1": round(best["problems_per_s"] / single["problems_per_s"], 2) if single else None,
-    }
+                print(f"ask {decoding}: {row['tokens_per_s']} new tokens/s", file=sys.stderr, flush=True)
+            except Exception as err:
+                row = {**row, "error": failure(f"ask {decoding}", err)}
+            else:
+                if decoding == "generate":
+                    eager_texts = texts
+                elif eager_texts is not None:
+                    compare(row, same_text, eager_texts, texts)
+            checkpoint(row, results["ask"])
+    return summarise(results)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -365,6 +593,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gpu-e2b", action="store_true", help="E2B-shaped random Gemma-3n in bf16 on CUDA")
     parser.add_argument("--tiny-shape", action="store_true", help="with --gpu-e2b: toy width, runs on a CPU")
     parser.add_argument("--tokenizer", type=Path, help="with --gpu-e2b: tokenizer folder with Gemma's special ids")
+    parser.add_argument(
+        "--adapter-rank",
+        type=int,
+        help="with --gpu-e2b: attach a random LoRA adapter of this rank (eval decodes with it attached)",
+    )
     parser.add_argument(
         "--batch-sizes",
         type=lambda s: [int(x) for x in s.split(",")],
@@ -385,18 +618,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ask", type=int, default=0, help="N: also time mathpal ask on N questions per decoding (generate, static)"
     )
+    parser.add_argument(
+        "--ask-max-new-tokens", type=int, help="new tokens at most per ask answer (default: --max-new-tokens)"
+    )
     parser.add_argument("--answer-lengths", help="LO-HI: each answer's length drawn from this range (e.g. 50-400)")
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file (after every row)")
     args = parser.parse_args(argv)
+    if args.adapter_rank is not None and not args.gpu_e2b:
+        parser.error("--adapter-rank needs --gpu-e2b: a --model checkpoint is measured as it is")
+    if args.adapter_rank is not None and args.adapter_rank < 1:
+        parser.error("--adapter-rank must be at least 1")
     gpu = args.gpu_e2b and not args.tiny_shape
     args.batch_sizes = args.batch_sizes or ([1, 8, 16, 32, 64, 128] if gpu else [1, 2, 4, 8, 16, 32, 64, 128])
     args.max_new_tokens = args.max_new_tokens or (256 if gpu else 64)
+    args.ask_max_new_tokens = args.ask_max_new_tokens or args.max_new_tokens
     # Batch 1 on the GPU is the slow case (~10 s a 256-token answer), so fewer problems there;
     # CPU runs are short and noisy, so more.
     args.min_problems = args.min_problems or (4 if gpu else 16)
     args.rounds = args.rounds or (2 if gpu else 3)
-    if min(args.batch_sizes) < 1 or args.max_new_tokens < 1 or args.rounds < 1 or args.min_problems < 1:
-        parser.error("batch sizes, --max-new-tokens, --rounds and --min-problems must be at least 1")
+    if (
+        min(args.batch_sizes) < 1
+        or args.max_new_tokens < 1
+        or args.ask_max_new_tokens < 1
+        or args.rounds < 1
+        or args.min_problems < 1
+    ):
+        parser.error(
+            "batch sizes, --max-new-tokens, --ask-max-new-tokens, --rounds and --min-problems must be at least 1"
+        )
     from evals.generate import DECODINGS
 
     unknown = [d for d in args.decodings if d not in DECODINGS]
@@ -415,10 +664,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     args = parse_args(argv)
     results = run(args)
-    print(render(results))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(render(results), flush=True)
+    save(args.json, results)
     return results
 
 

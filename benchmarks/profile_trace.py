@@ -26,12 +26,15 @@ from pathlib import Path
 # First match wins: order from specific to generic.
 CATEGORIES = [
     ("4-bit dequantize", r"dequant|kDequantize|kgemm_4bit"),
+    # Inductor's generated kernels (torch.compile): pointwise, reduction and persistent-reduction
+    # fusions; one family, since one fused kernel holds casts, elementwise work and norms at once.
+    ("compiled (Inductor fused)", r"^triton_(poi|red|per)_"),
     ("attention", r"flash|fmha|attention|sdpa|_efficient_|cutlassF"),
     ("matmul", r"gemm|cutlass|nvjet|sm90_xmma|sm80_xmma|cublas|splitK"),
     ("softmax / cross-entropy", r"softmax|cross_entropy|nll_loss|log_softmax|logsumexp"),
     ("reduction", r"reduce|Reduce|norm_kernel|welford"),
     ("copy / cast", r"copy|Copy|memcpy|Memcpy|memset|cat_|CatArray|to_copy|fill"),
-    ("elementwise", r"elementwise|vectorized|unrolled|pointwise|triton_poi"),
+    ("elementwise", r"elementwise|vectorized|unrolled|pointwise"),
     ("indexing / embedding", r"index|gather|scatter|embedding|Embedding"),
 ]
 

@@ -402,20 +402,61 @@ def measure_training(
     return result
 
 
-def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, steps: int = 4) -> dict:
+def axolotl_qlora_dtypes(model) -> None:
+    """Put back into bf16 what Axolotl 0.19's loader puts back for (Q)LoRA after
+    ``prepare_model_for_kbit_training`` upcast every non-4-bit weight to fp32: modules named
+    ``*norm*``, the embedding tables (``embed_tokens``, and by substring Gemma-3n's per-layer
+    ``embed_tokens_per_layer``) and ``lm_head``. A profile of the recipe's step must see the
+    recipe's dtypes: an fp32 residual stream doubles the elementwise traffic."""
+    import torch
+
+    for name, module in model.named_modules():
+        if "norm" in name or any(part in name for part in ("embed_tokens", "lm_head")):
+            module.to(torch.bfloat16)
+
+
+def profile_step(
+    model_dir: Path, micro_batch: int, seq_len: int, trace: Path, steps: int = 4, speed: bool = False
+) -> dict:
     """One training step of the baseline's model under torch.profiler (CUDA kernels only).
 
     Same libraries and kernels as the recipe (transformers' Gemma-3n, PEFT LoRA r=32,
     bitsandbytes nf4, gradient checkpointing, bf16 autocast) on ``micro_batch`` full rows
     of ``seq_len`` tokens, like a packed batch. The unprofiled step time is measured in
     the same process, so the GPU's busy share is not distorted by the profiler's overhead.
+
+    ``speed``: the shipped recipe's step instead: Axolotl's dtypes (``axolotl_qlora_dtypes``),
+    ``Gemma3nSpeedPlugin``'s fused loss (Liger on CUDA) and its compiled decoder layers, so
+    the profile shows what bounds the compiled step. The first step (the compile) is timed
+    apart, and the memory the model holds before any step is reported beside the peak.
     """
+    if speed:
+        from mathpal_train.gemma3n_speed.patch import FusedLossSettings, patch_gemma3n
+
+        patch_gemma3n(FusedLossSettings(enabled=True))
+    try:
+        model = baseline_model(model_dir, cuda=True, checkpointing_kwargs={"use_reentrant": False})
+        if speed:
+            from mathpal_train.gemma3n_speed.compile import compile_decoder_layers
+
+            axolotl_qlora_dtypes(model)
+            compile_decoder_layers(model, "cuda")
+        return _profile(model, micro_batch, seq_len, trace, steps, speed)
+    finally:
+        if speed:
+            from mathpal_train.gemma3n_speed.patch import unpatch_gemma3n
+
+            unpatch_gemma3n()
+
+
+def _profile(model, micro_batch: int, seq_len: int, trace: Path, steps: int, speed: bool) -> dict:
+    """``profile_step``'s measurement on a built model (see there)."""
     import torch
 
     from benchmarks.profile_trace import summarize
 
-    model = baseline_model(model_dir, cuda=True, checkpointing_kwargs={"use_reentrant": False})
     model.train()  # from_pretrained returns eval mode, where checkpointing and dropout are off
+    model_gib = torch.cuda.memory_allocated() / 2**30
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4, fused=True)
     ids = torch.randint(3, 4096, (micro_batch, seq_len), device="cuda")
 
@@ -426,8 +467,11 @@ def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, s
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(2):
-        step()
+    started = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    first_step_s = time.perf_counter() - started
+    step()
     torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
@@ -444,12 +488,15 @@ def profile_step(model_dir: Path, micro_batch: int, seq_len: int, trace: Path, s
         {
             "micro_batch": micro_batch,
             "seq_len": seq_len,
+            "speed": speed,
             "tokens_per_s": micro_batch * seq_len / step_s,
+            "first_step_s": first_step_s,
+            "model_gib": model_gib,
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
         }
     )
     trace.unlink()
-    return summary  # the model goes with this frame; the caller empties the CUDA cache
+    return summary  # the model goes with the caller's frame; the caller empties the CUDA cache
 
 
 # --------------------------------------------------------------------------- production (Axolotl)
@@ -745,6 +792,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="comma list: profile one step of the baseline's model at these micro batches of --seq-len rows (GPU only)",
     )
+    parser.add_argument(
+        "--profile-speed",
+        action="store_true",
+        help="profile the shipped recipe's step instead: Axolotl's dtypes, the plugin's fused loss and compiled layers",
+    )
     args = parser.parse_args(argv)
     try:
         args.variants = variant_list(args.variants)
@@ -812,13 +864,18 @@ def main(argv: list[str] | None = None) -> None:
     for mb in [int(x) for x in args.profile_micro_batches.split(",") if x.strip()]:
         from benchmarks.profile_trace import format_summary
 
-        profiles.append(profile_step(model_dir, mb, args.seq_len, work / f"trace-mb{mb}.json"))
+        trace = work / f"trace-mb{mb}.json"
+        profiles.append(profile_step(model_dir, mb, args.seq_len, trace, speed=args.profile_speed))
         torch.cuda.empty_cache()
+        done = profiles[-1]
         print(
-            f"\n== profile: micro batch {mb} x {args.seq_len} tokens, {profiles[-1]['tokens_per_s']:.0f} tokens/s, "
-            f"peak {profiles[-1]['peak_gib']:.1f} GiB\n" + format_summary(profiles[-1]),
+            f"\n== profile{' (speed plugin, compiled)' if args.profile_speed else ''}: micro batch {mb} x "
+            f"{args.seq_len} tokens, {done['tokens_per_s']:.0f} tokens/s, first step {done['first_step_s']:.1f} s, "
+            f"model {done['model_gib']:.1f} GiB, peak {done['peak_gib']:.1f} GiB\n" + format_summary(done),
             flush=True,
         )
+        if args.json:  # a call cut short keeps the profiles done
+            write_text_atomic(args.json, json.dumps({"profiles": profiles}, indent=2))
 
     results = []
     summary = {

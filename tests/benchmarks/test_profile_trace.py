@@ -37,6 +37,9 @@ def trace(tmp_path):
         ("void at::native::elementwise_kernel<128, 2>", "elementwise"),
         ("Memcpy DtoH (Device -> Pinned)", "copy / cast"),
         ("void at::native::indexSelectLargeIndex<float>", "indexing / embedding"),
+        ("triton_poi_fused__to_copy_add_mul_0", "compiled (Inductor fused)"),
+        ("triton_red_fused_add_mean_mul_pow_rsqrt_1", "compiled (Inductor fused)"),
+        ("triton_per_fused__to_copy_mean_2", "compiled (Inductor fused)"),
         ("some_custom_kernel", "other"),
     ],
 )

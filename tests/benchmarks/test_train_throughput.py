@@ -221,3 +221,23 @@ def test_baseline_on_the_cpu_reports_its_time_to_first_step(tiny_model_dir, chat
     assert row["variant"] == "baseline mb=2" and "error" not in row
     assert 0 < row["time_to_first_step_s"] < 300
     assert row["trained_tokens_per_s"] > 0 and row["grad_norm_finite"] is True and row["peak_gib"] is None
+
+
+def test_axolotl_qlora_dtypes_puts_norms_and_embeddings_back_to_bf16(tmp_path):
+    """The speed profile sees the recipe's dtypes: after prepare_model_for_kbit_training's fp32
+    upcast, Axolotl puts norms and the embedding tables (the per-layer one too) back into bf16."""
+    import torch
+    from transformers import Gemma3nForCausalLM
+
+    from benchmarks.train_throughput import axolotl_qlora_dtypes
+    from mathpal_train.tiny_model import tiny_text_config
+
+    model = Gemma3nForCausalLM(tiny_text_config(vocab_size=512)).float()
+    axolotl_qlora_dtypes(model)
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    assert dtypes["model.embed_tokens.weight"] == torch.bfloat16
+    assert dtypes["model.embed_tokens_per_layer.weight"] == torch.bfloat16
+    assert dtypes["model.norm.weight"] == torch.bfloat16
+    assert dtypes["model.layers.0.input_layernorm.weight"] == torch.bfloat16
+    assert dtypes["model.layers.0.self_attn.q_proj.weight"] == torch.float32  # 4-bit in the recipe: left alone
+    assert dtypes["model.layers.0.altup.correction_coefs.weight"] == torch.float32

@@ -154,7 +154,13 @@ def test_static_rows_and_ask_rows_at_tiny_shape(bench, tiny_model_dir, tmp_path)
     asked = results["ask"]
     assert [(r["decoding"], r["questions"]) for r in asked] == [("generate", 2), ("static", 2)]
     assert all(r["first_call_s"] > 0 and r["new_tokens"] > 0 and r["first_token_s"] > 0 for r in asked)
-    assert "| static | 2 |" in bench.render(results)
+    assert [r["adapter"] for r in asked] == [None, None]
+    # float32 on the CPU: the static path decodes the eager path's tokens exactly
+    assert "same_tokens" not in generate
+    assert (static["same_tokens"], static["first_divergence"], static["stopped_early"]) == (1.0, None, 0)
+    assert asked[1]["same_text"] == 1.0 and "same_text" not in asked[0]
+    table = bench.render(results)
+    assert "| static | 2 |" in table and "| 100.0% |" in table
 
 
 @pytest.mark.parametrize(
@@ -169,3 +175,157 @@ def test_bad_modes_are_refused_before_any_model_loads(bench, argv, message, caps
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_agreement_counts_equal_answers_and_says_where_the_others_part(bench):
+    """same_tokens is per answer; first_divergence the median first differing index of those that differ;
+    an answer that is the start of the eager one ended at a stop token the eager row held back."""
+    reference = [(1, 2, 3, 4), (1, 2, 3, 4), (5, 6, 7, 8), (9, 9, 9, 9)]
+    answers = [(1, 2, 3, 4), (1, 2, 0, 4), (5, 0, 7, 8), (9, 9)]
+    assert bench.agreement(reference, answers) == {
+        "same_tokens": 0.25,
+        "first_divergence": 2,  # median of 2, 1 and 2
+        "stopped_early": 1,
+    }
+    assert bench.agreement(reference, reference) == {
+        "same_tokens": 1.0,
+        "first_divergence": None,
+        "stopped_early": 0,
+    }
+
+
+def test_adapter_is_random_lora_on_the_recipes_targets_and_changes_the_output(bench, tiny_model_dir):
+    """--adapter-rank attaches LoRA to every attention and MLP projection (the recipes' regex), with
+    non-zero B matrices, so that the adapter really changes the logits (PEFT starts B at zero)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = bench.e2b_text_config(tiny=True, vocab_size=len(tokenizer))
+    model = bench.build_random_model(config, "cpu", torch.float32)
+    projections = {name for name, _ in model.named_modules() if name.endswith("_proj") and ".layers." in name}
+    model = bench.attach_adapter(model, 4)
+    adapted = {name.removeprefix("base_model.model.") for name, m in model.named_modules() if hasattr(m, "lora_B")}
+    assert adapted == projections and len(projections) >= 5 * config.num_hidden_layers
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_b and all(p.shape[1] == 4 and p.abs().sum() > 0 for p in lora_b)
+    assert not model.training
+    ids = torch.tensor([tokenizer("Lan có 12 quyển vở.")["input_ids"]])
+    with torch.no_grad():
+        attached = model(input_ids=ids).logits
+        with model.disable_adapter():
+            base = model(input_ids=ids).logits
+    assert not torch.allclose(attached, base, atol=1e-4)
+
+
+def test_ask_rows_with_an_adapter_run_attached_then_merged(bench, tiny_model_dir, monkeypatch):
+    """Ask's eager row decodes with the adapter attached, its fast row merged (as mathpal ask loads it);
+    --ask-max-new-tokens caps the ask answers apart from the batch rows' length."""
+    real = bench.measure_ask
+    lora_layers: list[int] = []  # per ask row: the LoRA layers of the model it decoded with
+
+    def counting(model, *args, **kwargs):
+        lora_layers.append(sum(hasattr(m, "lora_B") for m in model.modules()))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "measure_ask", counting)
+    results = bench.main(
+        ["--gpu-e2b", "--tiny-shape", "--tokenizer", str(tiny_model_dir), "--batch-sizes", "2"]
+        + ["--max-new-tokens", "8", "--min-problems", "2", "--rounds", "1", "--decodings", "generate,static"]
+        + ["--ask", "2", "--ask-max-new-tokens", "2", "--adapter-rank", "4"]
+    )
+    assert "LoRA r=4 attached (float32 adapter weights" in results["model"]
+    assert results["adapter_rank"] == 4 and results["ask_max_new_tokens"] == 2
+    assert all(r["new_tokens"] == 8 * r["problems"] for r in results["batches"])  # the batch rows keep 8
+    asked = results["ask"]
+    assert [(r["decoding"], r["adapter"]) for r in asked] == [("generate", "attached"), ("static", "merged")]
+    assert lora_layers[0] > 0 and lora_layers[1] == 0  # merged in place, not only labelled so
+    assert all("error" not in r and 0 < r["new_tokens"] <= 2 * r["questions"] for r in asked)
+    assert 0.0 <= asked[1]["same_text"] <= 1.0
+    table = bench.render(results)
+    assert "| generate | attached | 2 |" in table and "| static | merged | 2 |" in table
+
+
+def test_adapter_rank_needs_the_random_model(bench, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(["--adapter-rank", "4"])
+    assert exit_info.value.code == 2
+    assert "--adapter-rank needs --gpu-e2b" in capsys.readouterr().err
+
+
+def test_a_failing_row_is_recorded_and_the_run_goes_on(bench, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """A row that raises (out of memory, a compile error) becomes an error row; the rows before it are in
+    the JSON already when it runs, and the rows after it are still measured."""
+    import evals.generate
+
+    out = tmp_path / "bench.json"
+    real = evals.generate.generate_answers
+    on_disk_when_it_failed: list[dict] = []
+
+    def static_batch_1_breaks(*args, **kwargs):
+        if kwargs.get("decoding") == "static" and kwargs.get("batch_size") == 1:
+            on_disk_when_it_failed.append(json.loads(out.read_text()))
+            raise RuntimeError("static broke\nsecond line")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evals.generate, "generate_answers", static_batch_1_breaks)
+    results = bench.main(
+        ["--gpu-e2b", "--tiny-shape", "--tokenizer", str(tiny_model_dir), "--batch-sizes", "1,2"]
+        + ["--max-new-tokens", "3", "--min-problems", "2", "--rounds", "1"]
+        + ["--decodings", "generate,static", "--json", str(out)]
+    )
+    rows = results["batches"]
+    assert [(r["decoding"], r["batch_size"]) for r in rows] == [
+        ("generate", 1),
+        ("generate", 2),
+        ("static", 1),
+        ("static", 2),
+    ]
+    assert rows[2] == {"decoding": "static", "batch_size": 1, "error": "RuntimeError: static broke"}
+    assert all("error" not in r and r["new_tokens"] == 6 for r in rows[:2] + rows[3:])
+    assert rows[3]["same_tokens"] == 1.0
+    assert [[r["decoding"] for r in disk["batches"]] for disk in on_disk_when_it_failed] == [["generate", "generate"]]
+    assert json.loads(out.read_text()) == results
+    assert results["speedup_over_batch_1"] > 0
+    captured = capsys.readouterr()
+    assert "Traceback" in captured.err and "static batch 1 failed: RuntimeError: static broke" in captured.err
+    assert "| static | 1 | failed: RuntimeError: static broke |" in captured.out
+
+
+def test_static_rows_hold_stop_tokens_back_like_generate_rows(bench, monkeypatch):
+    """With fixed-length answers, the static row's timed call holds the stop tokens back as the generate
+    row's does: otherwise an answer that reaches a stop token would count as a divergence."""
+    from types import SimpleNamespace
+
+    import evals.generate
+    from evals.generate import Generation
+
+    timed: dict[str, int] = {}
+
+    def fake(model, tokenizer, examples, batch_size, max_new_tokens, min_new_tokens=0, decoding="generate", **kw):
+        if max_new_tokens > 4:  # not the generate row's short warm-up
+            timed[decoding] = min_new_tokens
+        return [Generation("x", 5, True, (7,) * 5) for _ in examples]
+
+    monkeypatch.setattr(evals.generate, "generate_answers", fake)
+    for decoding in ("generate", "static"):
+        row, tokens = bench.measure(SimpleNamespace(device="cpu"), None, [{}] * 2, 2, 5, 2, 1, True, decoding)
+        assert row["new_tokens"] == 10 and tokens == [(7,) * 5] * 2
+    assert timed == {"generate": 5, "static": 5}
+
+
+def test_render_says_when_every_row_failed(bench):
+    results = {
+        "model": "m",
+        "max_new_tokens": 3,
+        "fixed_length": True,
+        "answer_lengths": None,
+        "machine": {},
+        "batches": [{"decoding": "generate", "batch_size": 1, "error": "OutOfMemoryError: CUDA | out of memory"}],
+        "ask": [{"decoding": "generate", "adapter": "attached", "error": "RuntimeError: boom"}],
+    }
+    table = bench.render(bench.summarise(results))
+    assert "| generate | 1 | failed: OutOfMemoryError: CUDA \\| out of memory |" in table
+    assert "| generate | attached | failed: RuntimeError: boom |" in table
+    assert "every row failed" in table
+    assert results["best_batch_size"] is None and results["speedup_over_batch_1"] is None
