@@ -376,11 +376,24 @@ def _agreement_cell(row: dict[str, Any], key: str) -> str:
     return text
 
 
+def measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows that did not fail."""
+    return [r for r in rows if "error" not in r]
+
+
+def eager_batch_1(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row every speed-up is measured against: ``generate`` at batch 1, if it was measured
+    (rows of older JSON files have no ``decoding``: they are ``generate``)."""
+    return next(
+        (r for r in measured(rows) if r["batch_size"] == 1 and r.get("decoding", "generate") == "generate"), None
+    )
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     """``results`` with the best batch size and its speed-up over generate batch 1, from the rows that
     did not fail (None where none did)."""
-    ok = [r for r in results["batches"] if "error" not in r]
-    single = next((r for r in ok if r["batch_size"] == 1 and r["decoding"] == "generate"), None)
+    ok = measured(results["batches"])
+    single = eager_batch_1(ok)
     best = max(ok, key=lambda r: r["problems_per_s"]) if ok else None
     results["best_batch_size"] = best["batch_size"] if best else None
     results["speedup_over_batch_1"] = (
@@ -392,8 +405,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
 def render(results: dict[str, Any]) -> str:
     """Markdown table of the rates and the best batch's speed-up over batch 1; failed rows say their error."""
     rows = results["batches"]
-    ok = [r for r in rows if "error" not in r]
-    single = next((r for r in ok if r["batch_size"] == 1 and r.get("decoding", "generate") == "generate"), None)
+    ok = measured(rows)
+    single = eager_batch_1(ok)
     lines = [
         f"model: {results['model']}",
         (
@@ -427,7 +440,7 @@ def render(results: dict[str, Any]) -> str:
                 f"{best['problems_per_s'] / single['problems_per_s']:.1f} × batch 1",
             ]
     asked = results.get("ask") or []
-    asked_ok = [r for r in asked if "error" not in r]
+    asked_ok = measured(asked)
     eager = next((r for r in asked_ok if r["decoding"] == "generate"), None)
     if asked:
         limit = results.get("ask_max_new_tokens")

@@ -430,22 +430,19 @@ def profile_step(
     the profile shows what bounds the compiled step. The first step (the compile) is timed
     apart, and the memory the model holds before any step is reported beside the peak.
     """
-    if speed:
-        from mathpal_train.gemma3n_speed.patch import FusedLossSettings, patch_gemma3n
+    from mathpal_train.gemma3n_speed.compile import compile_decoder_layers
+    from mathpal_train.gemma3n_speed.patch import FusedLossSettings, patch_gemma3n, unpatch_gemma3n
 
+    if speed:
         patch_gemma3n(FusedLossSettings(enabled=True))
     try:
         model = baseline_model(model_dir, cuda=True, checkpointing_kwargs={"use_reentrant": False})
         if speed:
-            from mathpal_train.gemma3n_speed.compile import compile_decoder_layers
-
             axolotl_qlora_dtypes(model)
             compile_decoder_layers(model, "cuda")
         return _profile(model, micro_batch, seq_len, trace, steps, speed)
     finally:
         if speed:
-            from mathpal_train.gemma3n_speed.patch import unpatch_gemma3n
-
             unpatch_gemma3n()
 
 
@@ -861,22 +858,6 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     profiles = []
-    for mb in [int(x) for x in args.profile_micro_batches.split(",") if x.strip()]:
-        from benchmarks.profile_trace import format_summary
-
-        trace = work / f"trace-mb{mb}.json"
-        profiles.append(profile_step(model_dir, mb, args.seq_len, trace, speed=args.profile_speed))
-        torch.cuda.empty_cache()
-        done = profiles[-1]
-        print(
-            f"\n== profile{' (speed plugin, compiled)' if args.profile_speed else ''}: micro batch {mb} x "
-            f"{args.seq_len} tokens, {done['tokens_per_s']:.0f} tokens/s, first step {done['first_step_s']:.1f} s, "
-            f"model {done['model_gib']:.1f} GiB, peak {done['peak_gib']:.1f} GiB\n" + format_summary(done),
-            flush=True,
-        )
-        if args.json:  # a call cut short keeps the profiles done
-            write_text_atomic(args.json, json.dumps({"profiles": profiles}, indent=2))
-
     results = []
     summary = {
         "shape": args.shape,
@@ -891,14 +872,33 @@ def main(argv: list[str] | None = None) -> None:
         "profiles": profiles,
     }
 
+    def save() -> None:
+        """The whole summary to ``--json`` (after every profile and row)."""
+        if args.json:
+            write_text_atomic(args.json, json.dumps(summary, indent=2))
+
+    for mb in [int(x) for x in args.profile_micro_batches.split(",") if x.strip()]:
+        from benchmarks.profile_trace import format_summary
+
+        trace = work / f"trace-mb{mb}.json"
+        profiles.append(profile_step(model_dir, mb, args.seq_len, trace, speed=args.profile_speed))
+        torch.cuda.empty_cache()
+        done = profiles[-1]
+        print(
+            f"\n== profile{' (speed plugin, compiled)' if args.profile_speed else ''}: micro batch {mb} x "
+            f"{args.seq_len} tokens, {done['tokens_per_s']:.0f} tokens/s, first step {done['first_step_s']:.1f} s, "
+            f"model {done['model_gib']:.1f} GiB, peak {done['peak_gib']:.1f} GiB\n" + format_summary(done),
+            flush=True,
+        )
+        save()  # a call cut short keeps the profiles done
+
     def record(result: dict) -> None:
         """Keep a row, with its MFU, and write the JSON at once (a call cut short keeps the rows done)."""
         if peak and result.get("real_tokens_per_s"):
             result["mfu"] = flops["flops_per_token"] * result["real_tokens_per_s"] / (peak * 1e12)
         results.append(result)
         print(json.dumps(result), flush=True)
-        if args.json:
-            write_text_atomic(args.json, json.dumps(summary, indent=2))
+        save()
 
     for variant in args.variants:
         if variant == "baseline":
